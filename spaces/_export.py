@@ -1,0 +1,64 @@
+"""Export a student to a Paddle inference program: the Artifact every evaluator starts from."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from devicefit.spaces._paddle import import_paddle
+
+MODEL_FILE = "model.pdmodel"
+PARAMS_FILE = "model.pdiparams"
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifact:
+    """An exported inference model (``.pdmodel`` + ``.pdiparams``) on disk.
+
+    Attributes:
+        model_file: The program.
+        params_file: The weights.
+        content_hash: SHA-256 of both files (program first), hex.
+        size_bytes: Both files together, in bytes.
+    """
+
+    model_file: Path
+    params_file: Path
+    content_hash: str
+    size_bytes: int
+
+    @property
+    def directory(self) -> Path:
+        """The folder that holds both files."""
+        return self.model_file.parent
+
+    @classmethod
+    def from_directory(cls, directory: Path) -> Artifact:
+        """Describe an export that already exists in ``directory``."""
+        model_file, params_file = Path(directory) / MODEL_FILE, Path(directory) / PARAMS_FILE
+        digest = hashlib.sha256()
+        size = 0
+        for path in (model_file, params_file):
+            data = path.read_bytes()
+            digest.update(data)
+            size += len(data)
+        return cls(model_file, params_file, digest.hexdigest(), size)
+
+
+def export_inference_model(layer: Any, input_spec: list[Any], directory: Path) -> Artifact:
+    """Save ``layer`` as ``directory/model.pdmodel`` and ``directory/model.pdiparams``.
+
+    Args:
+        layer: The model, in eval mode. Its ``forward`` must name its first parameter ``self``.
+        input_spec: ``paddle.static.InputSpec`` list describing ``forward``'s inputs.
+        directory: Created if missing.
+    """
+    paddle = import_paddle()
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    layer.eval()
+    static_layer = paddle.jit.to_static(layer, input_spec=input_spec)
+    paddle.jit.save(static_layer, str(directory / "model"))
+    return Artifact.from_directory(directory)
