@@ -1,0 +1,49 @@
+"""Shared fixtures. zlib is imported before anything can import Paddle (see devicefit.spaces._paddle)."""
+
+from __future__ import annotations
+
+import zlib  # noqa: F401  (must precede any Paddle import in this process)
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def paddle():
+    """The Paddle module, imported the safe way."""
+    from devicefit.spaces._paddle import import_paddle
+
+    return import_paddle()
+
+
+@pytest.fixture(scope="session")
+def toy_encoder_factory(paddle):
+    """A factory of small encoder classifiers (d=32, 4 heads, FFN 64) built on paddle.nn.TransformerEncoder."""
+
+    class ToyEncoderClassifier(paddle.nn.Layer):
+        def __init__(self, num_layers: int = 3, normalize_before: bool = True, num_classes: int = 5) -> None:
+            super().__init__()
+            self.embed = paddle.nn.Linear(8, 32)
+            layer = paddle.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, normalize_before=normalize_before)
+            self.encoder = paddle.nn.TransformerEncoder(layer, num_layers)
+            self.head = paddle.nn.Linear(32, num_classes)
+
+        def forward(self, features):
+            return self.head(self.encoder(self.embed(features)).mean(axis=1))
+
+    def make(seed: int = 0, **kwargs):
+        paddle.seed(seed)
+        model = ToyEncoderClassifier(**kwargs)
+        model.eval()
+        return model
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def toy_batch():
+    """A calibration batch for the toy encoder: 32 sequences of 6 tokens with 8 features, 5 classes."""
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(32, 6, 8)).astype("float32")
+    labels = rng.integers(0, 5, size=32).astype("int64")
+    return (features,), labels
