@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from devicefit.device_profiles._profile import DeviceProfile
+from devicefit.evaluators._lite_client import LiteWorker
 from devicefit.evaluators._types import LatencyResult
 from devicefit.spaces._export import Artifact
 
@@ -88,24 +89,18 @@ class HostLiteLatency(LatencyEvaluator):
     """Measures on this machine through the Lite worker (Paddle Lite's x86 kernels).
 
     Args:
-        worker: A started-on-demand :class:`~devicefit.evaluators._lite_client.LiteWorker`.
+        worker: The Lite worker client (it starts its process on the first request).
         settings: Timing protocol.
     """
 
-    def __init__(self, worker: object, settings: MeasureSettings = MeasureSettings()) -> None:
+    def __init__(self, worker: LiteWorker, settings: MeasureSettings = MeasureSettings()) -> None:
         self.worker = worker
         self.settings = settings
 
     def convert(self, artifact: Artifact, profile: DeviceProfile) -> Path:
         """Convert ``artifact`` for ``profile`` to ``<artifact dir>/<device id>.nb``."""
         out_prefix = artifact.directory / profile.id
-        result = self.worker.convert(  # type: ignore[attr-defined]
-            model_file=artifact.model_file,
-            params_file=artifact.params_file,
-            valid_places=profile.places,
-            out_prefix=out_prefix,
-        )
-        return Path(result.nb_file)
+        return self.worker.convert(artifact.model_file, artifact.params_file, profile.places, out_prefix).nb_file
 
     def latency(self, artifact: Artifact, profile: DeviceProfile, sample_inputs: Sequence[Path]) -> LatencyResult:
         if profile.reach.kind != "local":
@@ -113,12 +108,13 @@ class HostLiteLatency(LatencyEvaluator):
         started = time.perf_counter()
         nb_file = self.convert(artifact, profile)
         settings = self.settings
-        times_ms = self.worker.measure(  # type: ignore[attr-defined]
-            nb_file=nb_file,
-            inputs=list(sample_inputs),
+        times_ms = self.worker.measure(
+            nb_file,
+            list(sample_inputs),
             threads=profile.threads,
             warmup=settings.warmup,
-            repeats=settings.repeats,
+            repeats=settings.runs_per_block,
+            blocks=settings.blocks,
         )
         stats = summarize_runs_ms(times_ms, settings.runs_per_block)
         return LatencyResult(

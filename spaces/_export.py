@@ -59,6 +59,6 @@ def export_inference_model(layer: Any, input_spec: list[Any], directory: Path) -
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     layer.eval()
-    static_layer = paddle.jit.to_static(layer, input_spec=input_spec)
+    static_layer = paddle.jit.to_static(layer, input_spec=input_spec, full_graph=True)
     paddle.jit.save(static_layer, str(directory / "model"))
     return Artifact.from_directory(directory)
