@@ -85,29 +85,48 @@ def summarize_runs_ms(times_ms: Sequence[float], runs_per_block: int) -> dict[st
     }
 
 
-class HostLiteLatency(LatencyEvaluator):
-    """Measures on this machine through the Lite worker (Paddle Lite's x86 kernels).
+@dataclasses.dataclass(frozen=True)
+class RunTimings:
+    """Raw timings of one measurement on a device (statistics are computed by the caller).
 
-    Args:
-        worker: The Lite worker client (it starts its process on the first request).
-        settings: Timing protocol.
+    Attributes:
+        times_ms: Wall time of each timed run, in run order, in milliseconds.
+        runs_per_block: Consecutive runs forming one block.
     """
 
-    def __init__(self, worker: LiteWorker, settings: MeasureSettings = MeasureSettings()) -> None:
+    times_ms: tuple[float, ...]
+    runs_per_block: int
+
+
+class DeviceRunner(abc.ABC):
+    """Runs a converted Paddle Lite model (``.nb``) on one kind of device and times it.
+
+    Contract:
+        - :meth:`time_runs` runs ``settings.warmup`` untimed runs, then ``settings.blocks`` blocks of
+          ``settings.runs_per_block`` timed runs, with the profile's threads (and power mode where the
+          device has one), feeding ``sample_inputs`` (one ``.npy`` per model input).
+        - It cleans up whatever it put on the device, also when it fails.
+        - A failure (device gone, crash, timeout, unparsable output) raises an exception with the reason.
+    """
+
+    @abc.abstractmethod
+    def time_runs(
+        self, nb_file: Path, sample_inputs: Sequence[Path], profile: DeviceProfile, settings: MeasureSettings
+    ) -> RunTimings:
+        """Time ``nb_file`` on ``profile``'s device."""
+
+
+class HostRunner(DeviceRunner):
+    """This machine, through the Lite worker (Paddle Lite's x86 kernels)."""
+
+    def __init__(self, worker: LiteWorker) -> None:
         self.worker = worker
-        self.settings = settings
 
-    def convert(self, artifact: Artifact, profile: DeviceProfile) -> Path:
-        """Convert ``artifact`` for ``profile`` to ``<artifact dir>/<device id>.nb``."""
-        out_prefix = artifact.directory / profile.id
-        return self.worker.convert(artifact.model_file, artifact.params_file, profile.places, out_prefix).nb_file
-
-    def latency(self, artifact: Artifact, profile: DeviceProfile, sample_inputs: Sequence[Path]) -> LatencyResult:
+    def time_runs(
+        self, nb_file: Path, sample_inputs: Sequence[Path], profile: DeviceProfile, settings: MeasureSettings
+    ) -> RunTimings:
         if profile.reach.kind != "local":
             raise ValueError(f"{profile.id} is reached by '{profile.reach.kind}', not on this host")
-        started = time.perf_counter()
-        nb_file = self.convert(artifact, profile)
-        settings = self.settings
         times_ms = self.worker.measure(
             nb_file,
             list(sample_inputs),
@@ -116,7 +135,41 @@ class HostLiteLatency(LatencyEvaluator):
             repeats=settings.runs_per_block,
             blocks=settings.blocks,
         )
-        stats = summarize_runs_ms(times_ms, settings.runs_per_block)
+        return RunTimings(tuple(times_ms), settings.runs_per_block)
+
+
+class MeasuredLatency(LatencyEvaluator):
+    """Converts with Paddle Lite's ``opt`` on this host (through the Lite worker), then times on the device.
+
+    Args:
+        worker: The Lite worker client that converts (``opt`` runs on this host for every target).
+        runners: The runner for each reach kind (``local``, ``adb``, ``ssh``).
+        settings: Timing protocol.
+    """
+
+    def __init__(
+        self,
+        worker: LiteWorker,
+        runners: dict[str, DeviceRunner],
+        settings: MeasureSettings = MeasureSettings(),
+    ) -> None:
+        self.worker = worker
+        self.runners = runners
+        self.settings = settings
+
+    def convert(self, artifact: Artifact, profile: DeviceProfile) -> Path:
+        """Convert ``artifact`` for ``profile`` to ``<artifact dir>/<device id>.nb``."""
+        out_prefix = artifact.directory / profile.id
+        return self.worker.convert(artifact.model_file, artifact.params_file, profile.places, out_prefix).nb_file
+
+    def latency(self, artifact: Artifact, profile: DeviceProfile, sample_inputs: Sequence[Path]) -> LatencyResult:
+        runner = self.runners.get(profile.reach.kind)
+        if runner is None:
+            raise ValueError(f"no runner measures devices reached by '{profile.reach.kind}' ({profile.id})")
+        started = time.perf_counter()
+        nb_file = self.convert(artifact, profile)
+        timings = runner.time_runs(nb_file, sample_inputs, profile, self.settings)
+        stats = summarize_runs_ms(timings.times_ms, timings.runs_per_block)
         return LatencyResult(
             device_id=profile.id,
             latency_ms=stats["latency_ms"],
@@ -125,8 +178,13 @@ class HostLiteLatency(LatencyEvaluator):
             p10_ms=stats["p10_ms"],
             p90_ms=stats["p90_ms"],
             cv=stats["cv"],
-            repeats=len(times_ms),
+            repeats=len(timings.times_ms),
             threads=profile.threads,
             seconds=time.perf_counter() - started,
             model_bytes=nb_file.stat().st_size,
         )
+
+
+def host_latency(worker: LiteWorker, settings: MeasureSettings = MeasureSettings()) -> MeasuredLatency:
+    """The latency evaluator for devices on this host."""
+    return MeasuredLatency(worker, {"local": HostRunner(worker)}, settings)

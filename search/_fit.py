@@ -17,7 +17,7 @@ import numpy as np
 
 from devicefit.device_profiles._profile import DeviceProfile
 from devicefit.evaluators._accuracy import DistillationEvaluator, DistillationSettings
-from devicefit.evaluators._latency import HostLiteLatency, LatencyEvaluator, MeasureSettings
+from devicefit.evaluators._latency import LatencyEvaluator, MeasureSettings, host_latency
 from devicefit.search._outputs import ParetoMember, write_outputs
 from devicefit.search._progress import Progress
 from devicefit.search._records import RECORD_ATTR, TrialRecord, objectives_for
@@ -153,7 +153,7 @@ class Fit:
             from devicefit.evaluators._lite_client import LiteWorker
 
             self._owned_worker = LiteWorker()
-            self._latency = HostLiteLatency(self._owned_worker, self.settings.measure)
+            self._latency = host_latency(self._owned_worker, self.settings.measure)
         return self._latency
 
     def close(self) -> None:
