@@ -37,7 +37,7 @@ from devicefit.evaluators._lite_client import (
 )
 from devicefit.spaces._paddle import import_paddle
 
-FAKE_WORKER = Path(__file__).resolve().parent / "fakes" / "fake_lite_worker.py"
+FAKE_WORKER = Path(__file__).resolve().parents[1] / "fakes" / "fake_lite_worker.py"
 SEQ, D_MODEL, N_CLASSES = 8, 32, 10
 
 
