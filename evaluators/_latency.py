@@ -45,7 +45,7 @@ class MeasureSettings:
 
     warmup: int = 10
     blocks: int = 5
-    runs_per_block: int = 20
+    runs_per_block: int = 50
 
     def __post_init__(self) -> None:
         if self.warmup < 0 or self.blocks < 1 or self.runs_per_block < 1:

@@ -18,6 +18,7 @@ import numpy as np
 from devicefit.device_profiles._profile import DeviceProfile
 from devicefit.evaluators._accuracy import DistillationEvaluator, DistillationSettings
 from devicefit.evaluators._latency import LatencyEvaluator, MeasureSettings, host_latency
+from devicefit.evaluators._lite_client import LiteUnavailableError
 from devicefit.search._outputs import ParetoMember, write_outputs
 from devicefit.search._progress import Progress
 from devicefit.search._records import RECORD_ATTR, TrialRecord, objectives_for
@@ -156,6 +157,13 @@ class Fit:
             self._latency = host_latency(self._owned_worker, self.settings.measure)
         return self._latency
 
+    def _check_lite(self) -> None:
+        """Start the Lite worker this run owns now, so that a broken setup fails before the first trial."""
+        if self._latency is None:
+            self.latency  # noqa: B018  (builds the default evaluator and its worker)
+        if self._owned_worker is not None:
+            self._owned_worker.hello()
+
     def close(self) -> None:
         """Stop the Lite worker this run started, if any."""
         if self._owned_worker is not None:
@@ -204,6 +212,7 @@ class Fit:
         study = open_study(s.out / STUDY_FILE, s.study_name, objectives_for(s.device_ids), s.seed, s.nsga2_population)
         self._write_run_json()
         self.progress.banner(f"devicefit fit: {self.task.name} -> {', '.join(s.device_ids)}", self.describe())
+        self._check_lite()
         already = finished_trial_count(study)
         if already:
             self.progress.info(f"resuming the study in {s.out / STUDY_FILE}: {already} trials already finished")
@@ -279,8 +288,9 @@ class Fit:
                 self.progress.trial(number, record, duplicate_of=earlier.number)
                 return
             record = self.evaluate(candidate)
-        except KeyboardInterrupt:
-            trial.set_user_attr("error", "interrupted")
+        except (KeyboardInterrupt, LiteUnavailableError) as exc:
+            # Not this candidate's fault: the run stops, and the trial does not use up the budget.
+            trial.set_user_attr("error", "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc))
             trial.set_user_attr("interrupted", True)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise

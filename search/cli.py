@@ -152,6 +152,9 @@ def _fit(args: argparse.Namespace) -> int:
             progress.error(f"interrupted: the study is saved in {args.out / 'study.db'}; rerun the same command to resume")
             return EXIT_INTERRUPTED
     print_front(result)
+    if result.completed == 0:
+        progress.error(f"devicefit: error: no candidate could be evaluated; each trial's reason is in {args.out / 'study.db'}")
+        return EXIT_FAILED
     return EXIT_OK
 
 
