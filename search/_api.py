@@ -226,9 +226,8 @@ def trials_dataframe(run: str | Path, *, study: str | None = None) -> Any:
     """
     import pandas as pd
 
-    from devicefit.search._outputs import evaluated_records, pareto_records
     from devicefit.search._report import study_objectives
-    from devicefit.search._results import study_devices, test_accuracies, trial_rows, trial_views
+    from devicefit.search._results import front_views, study_devices, test_accuracies, trial_rows, trial_views
     from devicefit.search._runs import RunNotFoundError, load_run_study, locate_run
 
     try:
@@ -237,7 +236,7 @@ def trials_dataframe(run: str | Path, *, study: str | None = None) -> Any:
         raise BadInput(str(exc)) from None
     loaded = load_run_study(location)
     views = trial_views(loaded)
-    front = [item.record.key for item in pareto_records(evaluated_records(loaded), list(study_objectives(loaded)))]
+    front = [str(view.key) for view in front_views(views, study_objectives(loaded))]
     rows = trial_rows(views, study_devices(loaded, views), front_keys=front,
                       test_accuracy=test_accuracies(loaded, location.out))
     frame = pd.DataFrame(rows)

@@ -21,13 +21,15 @@ import numpy as np
 
 from devicefit.search._hypervolume import normalization_box, normalized_history
 from devicefit.search._pareto import pareto_front_mask
-from devicefit.search._records import WORST_LATENCY, Objective, TrialRecord
+from devicefit.search._records import WORST_LATENCY, Objective
 from devicefit.search._results import (
     TrialView,
     accelerator_ops,
     fallback_ops,
+    front_views,
     kernel_breakdown_ms,
     latency_provenance,
+    record_value,
     study_devices,
     test_accuracies,
     trial_views,
@@ -272,18 +274,6 @@ def _budget_text(study: Any, views: Sequence[TrialView]) -> str:
     return ("constraints " + ", ".join(names)) if names else "none"
 
 
-def _record_values(record: Mapping[str, Any], objectives: Sequence[Objective]) -> list[float]:
-    return TrialRecord.from_dict(dict(record)).values(list(objectives))
-
-
-def _front_members(study: Any, views: Sequence[TrialView], objectives: Sequence[Objective]) -> list[TrialView]:
-    """The run's Pareto members, by the very rule that writes ``pareto.csv`` (best accuracy first)."""
-    from devicefit.search._outputs import evaluated_records, pareto_records
-
-    by_number = {view.number: view for view in views}
-    return [by_number[item.trial] for item in pareto_records(evaluated_records(study), list(objectives))]
-
-
 def _device_unit(device: str) -> str | None:
     from devicefit.device_profiles import SchemaError, UnknownDeviceError, load_profile
 
@@ -329,7 +319,7 @@ def _series(
 ) -> HypervolumeSeries | None:
     if not views:
         return None
-    values = np.array([_record_values(view.record or {}, objectives) for view in views])
+    values = np.array([[record_value(view.record or {}, o.name) for o in objectives] for view in views])
     signs = np.array([-1.0 if o.direction == "maximize" else 1.0 for o in objectives])
     minimized = values * signs
     ideal, reference = normalization_box(minimized)
@@ -492,7 +482,7 @@ def build_report_data(study: Any, *, storage: str = "", out: Path | None = None)
     views = trial_views(study)
     devices = study_devices(study, views)
     evaluated = [view for view in views if view.evaluated]
-    members = _front_members(study, views, objectives)
+    members = front_views(views, objectives)
     member_keys = {str(view.key) for view in members}
     test_accuracy = test_accuracies(study, out)
     fronts = _device_fronts(evaluated, devices, member_keys)

@@ -51,7 +51,7 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
 class _Axis:
     """A linear map from the data range (widened by ``pad`` of its span on each side) to pixels, with ticks."""
 
-    def __init__(self, low: float, high: float, start_px: float, end_px: float, *, pad: float = 0.04) -> None:
+    def __init__(self, low: float, high: float, start_px: float, end_px: float, *, pad: float = 0.06) -> None:
         if high <= low:
             spread = abs(low) * 0.05 or 1.0
             low, high = low - spread, high + spread
@@ -216,8 +216,8 @@ def _kinds(counts: Mapping[str, int]) -> str:
 def breakdown_plot(item: KernelBreakdown, index: int) -> str:
     """Horizontal bars: milliseconds per kernel type of one member on one device."""
     kernels = list(item.kernels)
-    row_height, top, left, right = 20, 8, 170, PLOT_WIDTH - 90
-    height = top + row_height * len(kernels) + 30
+    row_height, top, left, right = 20, 8, 150, PLOT_WIDTH - 140
+    height = top + row_height * len(kernels) + 8
     largest = max((ms for _, ms in kernels), default=1.0) or 1.0
     total = sum(ms for _, ms in kernels) or 1.0
     title = f"latency per kernel type of {item.key} on {item.device} ({item.provenance})"
@@ -234,11 +234,10 @@ def breakdown_plot(item: KernelBreakdown, index: int) -> str:
                      f'fill="{fill}" stroke="{FRONT_COLOUR}" stroke-width="1.5"><title>{_e(name)}: {ms:.4f} ms '
                      f"({item.provenance})</title></rect>")
         parts.append(f'<text class="tick" x="{left + width + 6:.1f}" y="{y + 14}">{ms:.3f} ms ({100 * ms / total:.0f}%)</text>')
-    axis_y = top + row_height * len(kernels) + 18
-    parts.append(f'<text class="label" x="{(left + right) / 2}" y="{axis_y}" text-anchor="middle">ms per inference, '
-                 f"{_e(item.provenance)} (sum {total:.3f} ms; whole model {item.latency_ms:.3f} ms)</text>")
     parts.append("</svg>")
-    return "\n".join(parts)
+    caption = (f"ms per inference, {item.provenance}: the kernels add up to {total:.3f} ms of the whole model's "
+               f"{item.latency_ms:.3f} ms")
+    return "\n".join(parts) + f'<div class="caption"><small>{_e(caption)}</small></div>'
 
 
 # --------------------------------------------------------------------------------------------------
@@ -340,7 +339,7 @@ svg .tick { font-size: 11px; fill: #555; } svg .label { font-size: 12px; fill: #
 .legend-item { display: inline-flex; align-items: center; gap: 4px; }
 .notes li { margin: 2px 0; } .empty { color: #666; font-style: italic; }
 .hl { stroke: #000 !important; stroke-width: 3 !important; } tr.hl td { background: #fff3d6; }
-td.fallback { color: #a33; }
+td.fallback { color: #a33; } .caption { max-width: 560px; }
 """
 
 SCRIPT = """

@@ -15,7 +15,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from devicefit.search._records import RECORD_ATTR
+import numpy as np
+
+from devicefit.search._pareto import pareto_front_mask
+from devicefit.search._records import RECORD_ATTR, WORST_LATENCY, Objective
 
 #: Keys of a latency result that may hold a per-kernel latency breakdown, in milliseconds: a mapping from a
 #: kernel key (``<op type>`` or ``<target>/<op type>/<precision>``) to ms. The first present one is used.
@@ -100,6 +103,38 @@ def study_devices(study: Any, views: Sequence[TrialView]) -> tuple[str, ...]:
         for device in (view.record or {}).get("latencies", {}):
             seen.setdefault(device, None)
     return tuple(seen)
+
+
+def record_value(record: Mapping[str, Any], objective: str) -> float:
+    """The value of one objective (a name from ``objectives_for``) in a stored record.
+
+    The same figures as :meth:`TrialRecord.value`, read from the stored JSON so that a record with fields this
+    version does not know still counts.
+    """
+    if objective == "accuracy":
+        return float(record["accuracy"]["accuracy"])
+    if objective == "size_bytes":
+        return float(record["size_bytes"])
+    if objective == WORST_LATENCY:
+        return max(float(latency["latency_ms"]) for latency in record["latencies"].values())
+    if objective.startswith("latency_ms:"):
+        return float(record["latencies"][objective.split(":", 1)[1]]["latency_ms"])
+    raise KeyError(f"unknown objective {objective!r}")
+
+
+def front_views(views: Sequence[TrialView], objectives: Sequence[Objective]) -> list[TrialView]:
+    """The run's Pareto members: feasible, evaluated, non-dominated over every objective; best accuracy first.
+
+    The rule of ``pareto.csv`` (``_outputs.pareto_records``), applied to the stored records.
+    """
+    candidates = [view for view in views if view.evaluated and view.feasible]
+    if not candidates:
+        return []
+    values = np.array([[record_value(view.record or {}, o.name) for o in objectives] for view in candidates])
+    signs = np.array([-1.0 if o.direction == "maximize" else 1.0 for o in objectives])
+    mask = pareto_front_mask(values * signs)
+    front = [view for view, keep in zip(candidates, mask) if keep]
+    return sorted(front, key=lambda v: (-record_value(v.record or {}, "accuracy"), record_value(v.record or {}, "size_bytes")))
 
 
 def latency_provenance(latency: Mapping[str, Any]) -> str:

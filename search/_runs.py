@@ -50,6 +50,11 @@ def _sqlite_url(path: Path) -> str:
 def _study_names(url: str) -> list[str]:
     import optuna
 
+    if url.startswith("sqlite:///"):
+        database = Path(url[len("sqlite:///"):])
+        if not database.is_file():  # Optuna would create an empty database there
+            raise RunNotFoundError(f"{url}: no such database file")
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         return [summary.study_name for summary in optuna.get_all_study_summaries(storage=url, include_best_trial=False)]
