@@ -341,13 +341,13 @@ def _fit(args: argparse.Namespace) -> int:
     from devicefit.spaces import UnsupportedModelError
 
     progress = Progress(settings.trials, quiet=args.quiet)
-    progress.info(f"loading {source.describe()} ...")
     task = _verbs.load_task(source, devices, seed=args.seed)
+    plan = ""
     if args.trials is None and args.time_seconds is not None:
         estimate = Fit.estimate_trial_seconds(task, settings)
         trials = max(4, int(args.time_seconds // estimate))
-        progress.info(f"--time {args.time_seconds:.0f} s at about {estimate:.1f} s per trial (estimated on the "
-                      f"teacher): planning {trials} trials")
+        plan = (f"--time {args.time_seconds:.0f} s at about {estimate:.1f} s per trial (estimated on the teacher): "
+                f"planning {trials} trials")
         settings = _settings(args, devices, trials)
         progress.total = trials
     args.trials = settings.trials
@@ -355,6 +355,10 @@ def _fit(args: argparse.Namespace) -> int:
         fit = Fit(task, settings, progress=progress, run_spec=_run_spec(args, [d.id for d in devices], source))
     except UnsupportedModelError as exc:
         raise BadInput(f"--model {source.reference}: {exc}") from None
+    progress.info(f"loaded {source.describe()}: {len(task.data.train)} train / {len(task.data.val)} val / "
+                  f"{len(task.data.test)} test samples, {task.data.num_classes} classes")
+    if plan:
+        progress.info(plan)
     with fit:
         try:
             result = fit.run(export=args.command == "fit")
