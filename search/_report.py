@@ -394,7 +394,7 @@ def _member_rows(
             if latency.get("memory_peak_bytes") is not None:
                 method = latency.get("memory_method") or "measured"
                 metrics.append(Metric(f"peak memory {device}", float(latency["memory_peak_bytes"]), "bytes", str(method)))
-            if latency.get("model_bytes") is not None:
+            if latency.get("model_bytes") is not None and device != devices[0]:  # the first device's is "size"
                 metrics.append(Metric(f".nb size {device}", float(latency["model_bytes"]), "bytes",
                                       f"Paddle Lite .nb for {device}"))
         metrics.append(Metric("size", float(record["size_bytes"]), "bytes",
