@@ -34,13 +34,15 @@ def _e(text: object) -> str:
 # scales
 
 
-def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round tick values (1, 2 or 5 times a power of ten apart) inside ``[low, high]``."""
+def nice_ticks(low: float, high: float, count: int = 5, *, integer: bool = False) -> list[float]:
+    """Round tick values (1, 2 or 5 times a power of ten apart) inside ``[low, high]``; whole numbers if ``integer``."""
     if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
         return [low] if math.isfinite(low) else [0.0]
     raw = (high - low) / max(1, count)
     power = 10 ** math.floor(math.log10(raw))
     step = power * next(m for limit, m in ((1.5, 1), (3.0, 2), (7.0, 5), (math.inf, 10)) if raw / power <= limit)
+    if integer:
+        step = max(step, 1.0)
     first = math.ceil(low / step - 1e-9)
     ticks = []
     while (first + len(ticks)) * step <= high + 1e-9 * step and len(ticks) < 60:
@@ -51,13 +53,15 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
 class _Axis:
     """A linear map from the data range (widened by ``pad`` of its span on each side) to pixels, with ticks."""
 
-    def __init__(self, low: float, high: float, start_px: float, end_px: float, *, pad: float = 0.06) -> None:
+    def __init__(
+        self, low: float, high: float, start_px: float, end_px: float, *, pad: float = 0.06, integer: bool = False
+    ) -> None:
         if high <= low:
             spread = abs(low) * 0.05 or 1.0
             low, high = low - spread, high + spread
         span = high - low
         self.low, self.high = low - pad * span, high + pad * span
-        self.ticks = nice_ticks(self.low, self.high)
+        self.ticks = nice_ticks(self.low, self.high, integer=integer)
         self.start_px, self.end_px = start_px, end_px
 
     def __call__(self, value: float) -> float:
@@ -183,7 +187,7 @@ def hypervolume_plot(series: Sequence[HypervolumeSeries]) -> str:
     if not series:
         return '<p class="empty">No feasible candidate yet: there is no hypervolume to draw.</p>'
     trials = [t for s in series for t in s.trials]
-    x = _Axis(min(trials), max(trials), MARGIN_LEFT, PLOT_WIDTH - MARGIN_RIGHT, pad=0.03)
+    x = _Axis(min(trials), max(trials), MARGIN_LEFT, PLOT_WIDTH - MARGIN_RIGHT, pad=0.03, integer=True)
     y = _Axis(0.0, 1.0, PLOT_HEIGHT - MARGIN_BOTTOM, MARGIN_TOP, pad=0.02)
     marks = sum(len(s.values) for s in series)
     parts = [_svg_open("hypervolume", marks, "hypervolume history"),
@@ -394,8 +398,10 @@ def render_html(data: ReportData) -> str:
     elif npu_devices:
         fallbacks = (f'<p class="empty">The records of {_e(", ".join(npu_devices))} do not say which ops fall back to the '
                      "CPU.</p>")
-    else:
+    elif all(front.unit is not None for front in data.fronts):
         fallbacks = '<p class="empty">No device of this run runs the model on an NPU: nothing can fall back.</p>'
+    else:
+        fallbacks = '<p class="empty">The records of this run do not say which ops fall back to the CPU.</p>'
     hv_series = "".join(
         f"<li>{_e(s.name)}: objectives {_e('; '.join(s.objectives))}; box from "
         f"{_e(', '.join(f'{v:.4g}' for v in s.ideal))} (best seen) to {_e(', '.join(f'{v:.4g}' for v in s.reference))} "

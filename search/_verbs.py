@@ -184,7 +184,14 @@ def export(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
-# devices check-ops
+# devices
+
+
+def devices(args: argparse.Namespace) -> int:
+    """``devicefit devices COMMAND``: dispatch on the sub-command."""
+    commands = {"check-ops": check_ops}
+    return commands[args.devices_command](args)
+
 
 
 def check_ops(args: argparse.Namespace) -> int:

@@ -390,9 +390,10 @@ def _worker(args: argparse.Namespace) -> int:
     settings = _settings(spec_args, devices, spec["trials"])
     progress = Progress(settings.trials, quiet=args.quiet)
 
-    from devicefit.search._user_model import load_task, task_source_from_spec
+    from devicefit.search import _verbs
+    from devicefit.search._user_model import task_source_from_spec
 
-    task = load_task(task_source_from_spec(spec), seed=spec["seed"])
+    task = _verbs.load_task(task_source_from_spec(spec), devices, seed=spec["seed"])
     with Fit(task, settings, progress=progress) as fit:
         try:
             ran = fit.work()
@@ -443,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "devices" and args.devices_command is None:
         parser.error("devices: name a command (check-ops)")
     handlers = {"fit": _fit, "search": _fit, "worker": _worker, "report": _verb("report"), "export": _verb("export"),
-                "devices": _verb("check_ops"), "dashboard": _verb("dashboard")}
+                "devices": _verb("devices"), "dashboard": _verb("dashboard")}
     try:
         return handlers[args.command](args)
     except BadInput as exc:

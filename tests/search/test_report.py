@@ -167,3 +167,32 @@ def test_report_of_something_that_is_not_a_run_is_one_line_exit_2(tmp_path, make
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and lines[0].startswith("devicefit: error: ")
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_stored_records_are_valued_as_trial_records_value_them(toy_run) -> None:
+    from devicefit.search._records import WORST_LATENCY, TrialRecord, objectives_for
+    from devicefit.search._results import record_value, trial_views
+
+    _, _, study = toy_run
+    names = [o.name for o in objectives_for(("host-x86",))] + [WORST_LATENCY]
+    for view in trial_views(study):
+        if view.evaluated:
+            record = TrialRecord.from_dict(dict(view.record))
+            assert [record_value(view.record, n) for n in names] == [record.value(n) for n in names]
+
+
+def test_latency_provenance_says_measured_or_predicted_and_calibrated_or_not() -> None:
+    from devicefit.search._results import latency_provenance
+
+    assert latency_provenance({"source": "measured"}) == "measured"
+    assert latency_provenance({"source": "predicted"}) == "predicted"
+    assert latency_provenance({"source": "predicted", "calibrated": False}) == "predicted (uncalibrated)"
+    assert latency_provenance({"source": "predicted", "predictor": {"calibrated": True}}) == "predicted (calibrated)"
+
+
+def test_ticks_are_round_and_inside_the_range() -> None:
+    from devicefit.search._report_html import nice_ticks
+
+    assert nice_ticks(0.88, 0.96) == [0.88, 0.9, 0.92, 0.94, 0.96]
+    assert nice_ticks(-0.06, 2.06, integer=True) == [0.0, 1.0, 2.0]
+    assert nice_ticks(0.21, 0.87) == [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
