@@ -94,10 +94,14 @@ def trial_views(study: Any) -> list[TrialView]:
 
 
 def study_devices(study: Any, views: Sequence[TrialView]) -> tuple[str, ...]:
-    """The run's device ids: from the study's run spec, else from the records (first seen first)."""
+    """The run's device ids: from the study's run spec, else its per-device objectives, else its records."""
     spec = study.user_attrs.get("spec") or {}
     if spec.get("devices"):
         return tuple(spec["devices"])
+    names = [str(name) for name in study.user_attrs.get("objectives") or []]
+    per_device = [name.split(":", 1)[1] for name in names if name.startswith("latency_ms:") and name != WORST_LATENCY]
+    if per_device:
+        return tuple(per_device)
     seen: dict[str, None] = {}
     for view in views:
         for device in (view.record or {}).get("latencies", {}):

@@ -196,3 +196,16 @@ def test_ticks_are_round_and_inside_the_range() -> None:
     assert nice_ticks(0.88, 0.96) == [0.88, 0.9, 0.92, 0.94, 0.96]
     assert nice_ticks(-0.06, 2.06, integer=True) == [0.0, 1.0, 2.0]
     assert nice_ticks(0.21, 0.87) == [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+
+
+def test_a_run_whose_trials_all_failed_still_has_a_report(tmp_path) -> None:
+    from devicefit.search._records import objectives_for
+
+    objectives = objectives_for(("host-x86",))
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'failed.db'}", directions=[o.direction for o in objectives])
+    study.set_user_attr("objectives", [o.name for o in objectives])
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"error": "opt crashed"}))
+    data = build_report_data(study)
+    assert data.trial_counts["failed"] == 1 and data.members == () and data.hypervolume == ()
+    page = render_html(data)
+    assert "No candidate was evaluated on host-x86" in page and "No Pareto member" in page
