@@ -2,15 +2,18 @@
 # scripts/test-deps.sh: system packages the test suite needs beyond `make setup`, installed from Debian
 # only when missing (CI starts from a machine with nothing but CPython 3.11). Run through `make test`.
 #   postgresql   a real server for the distributed-search tests (they start a throwaway cluster of their own)
+#   chromium     a real browser for the report test (tests/search/test_report_browser.py loads report.html
+#                headless, over the DevTools protocol; no browser download of its own is possible here)
 set -Eeuo pipefail
 
 log() { printf 'test-deps: %s\n' "$*"; }
 
 missing=()
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v chromium >/dev/null || missing+=(chromium)
 
 if [ ${#missing[@]} -eq 0 ]; then
-    log "system packages present (postgresql): nothing to install"
+    log "system packages present (postgresql, chromium): nothing to install"
     exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then

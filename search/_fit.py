@@ -260,8 +260,13 @@ class Fit:
             rows.append(("study", f"{s.study_name} in {s.storage}"))
         return rows
 
-    def run(self) -> FitResult:
-        """Search until the study has ``settings.trials`` trials (or the time budget ends), then write outputs."""
+    def run(self, *, export: bool = True) -> FitResult:
+        """Search until the study has ``settings.trials`` trials (or the time budget ends), then write outputs.
+
+        Args:
+            export: Also export the Pareto members (``models/``, test accuracy) and write ``report.html``;
+                False writes only ``pareto.csv`` and ``pareto.json`` (``devicefit search``).
+        """
         s = self.settings
         s.out.mkdir(parents=True, exist_ok=True)
         self._write_run_json()
@@ -284,7 +289,7 @@ class Fit:
                 study.enqueue_trial(self.space.params_for(candidate), skip_if_exists=True)
         stopped_by_time = self._trials_until_done(study)
         self._wait_for_other_workers(study)
-        return self.finish(study, stopped_by_time=stopped_by_time)
+        return self.finish(study, stopped_by_time=stopped_by_time, export=export)
 
     def work(self) -> int:
         """Join an existing study as one more worker: run trials until it has enough; returns how many ran here."""
@@ -370,12 +375,18 @@ class Fit:
                 announced = True
             time.sleep(CLAIM_POLL_SECONDS)
 
-    def finish(self, study: Any, *, stopped_by_time: bool = False) -> FitResult:
-        """Write the outputs from the study as it is."""
+    def finish(self, study: Any, *, stopped_by_time: bool = False, export: bool = True) -> FitResult:
+        """Write the outputs from the study as it is (with ``export``: models, test accuracy and the report)."""
         import optuna
 
+        from devicefit.search._report import REPORT_FILE, build_report_data, write_report
+
         s = self.settings
-        summary = write_outputs(study, s.out, s.device_ids, s.objectives, self.task)
+        summary = write_outputs(study, s.out, s.device_ids, s.objectives, self.task if export else None,
+                                export_models=export)
+        if export:
+            write_report(build_report_data(study, storage=s.storage_url, out=s.out), s.out / REPORT_FILE)
+            self.progress.info(f"report: {s.out / REPORT_FILE}")
         states = [t.state for t in study.get_trials(deepcopy=False)]
         return FitResult(
             out=s.out,

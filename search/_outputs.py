@@ -121,6 +121,31 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+def _export_members(front: list[Evaluated], out: Path, devices: tuple[str, ...], task: Task | None) -> list[ParetoMember]:
+    """Copy the front to ``out/models/<key>/`` (replacing the previous export whole) and score it on test."""
+    staging = out / "models.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    members = []
+    for item in front:
+        trial_number, record = item.trial, item.record
+        source = out / record.artifact_dir
+        target = staging / record.key
+        target.mkdir()
+        for name in (MODEL_FILE, PARAMS_FILE, *(f"{device}.nb" for device in devices)):
+            shutil.copy2(source / name, target / name)
+        test_accuracy = _exported_test_accuracy(target, task) if task is not None else None
+        members.append(ParetoMember(trial_number, record, test_accuracy, f"models/{record.key}"))
+    final = out / "models"
+    old = out / "models.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staging, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return members
+
+
 def member_to_dict(member: ParetoMember, devices: tuple[str, ...]) -> dict[str, Any]:
     """JSON form of a member: every metric with its unit and its source or fidelity."""
     record = member.record
@@ -193,12 +218,20 @@ def _csv_text(members: list[ParetoMember], devices: tuple[str, ...]) -> str:
 
 
 def write_outputs(
-    study: Any, out: Path, devices: tuple[str, ...], objectives: list[Objective], task: Task | None
+    study: Any,
+    out: Path,
+    devices: tuple[str, ...],
+    objectives: list[Objective],
+    task: Task | None,
+    *,
+    export_models: bool = True,
 ) -> OutputSummary:
     """Compute the front from ``study`` and write ``models/``, ``pareto.json`` and ``pareto.csv`` in ``out``.
 
     Candidates that miss the budget are never on the front. When none meets it, the front is empty and
-    ``pareto.json`` lists the closest candidates under ``closest`` with their violations.
+    ``pareto.json`` lists the closest candidates under ``closest`` with their violations. Test accuracy of the
+    exported members is also stored in the study (user attribute ``test_accuracy``: key -> fraction), so a
+    report rebuilt from the study alone shows it.
 
     Args:
         study: The run's Optuna study.
@@ -206,31 +239,20 @@ def write_outputs(
         devices: Device ids.
         objectives: The study's objectives, in Optuna's value order.
         task: Used to score the exported members on the test split; ``None`` leaves test accuracy empty.
+        export_models: Copy the members to ``models/<key>/``; False leaves ``models/`` as it is and points
+            each member's files at its candidate folder (``devicefit search``).
     """
     evaluated = evaluated_records(study)
     front = pareto_records(evaluated, objectives)
     budget_met = any(item.feasible for item in evaluated) or not evaluated
     closest = [] if budget_met else sorted(evaluated, key=lambda item: item.worst_violation)[:3]
-    staging = out / "models.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    members = []
-    for item in front:
-        trial_number, record = item.trial, item.record
-        source = out / record.artifact_dir
-        target = staging / record.key
-        target.mkdir()
-        for name in (MODEL_FILE, PARAMS_FILE, *(f"{device}.nb" for device in devices)):
-            shutil.copy2(source / name, target / name)
-        test_accuracy = _exported_test_accuracy(target, task) if task is not None else None
-        members.append(ParetoMember(trial_number, record, test_accuracy, f"models/{record.key}"))
-    final = out / "models"
-    old = out / "models.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(staging, final)
-    shutil.rmtree(old, ignore_errors=True)
+    if export_models:
+        members = _export_members(front, out, devices, task)
+        tested = {m.record.key: m.test_accuracy for m in members if m.test_accuracy is not None}
+        if tested:
+            study.set_user_attr("test_accuracy", {**(study.user_attrs.get("test_accuracy") or {}), **tested})
+    else:
+        members = [ParetoMember(item.trial, item.record, None, item.record.artifact_dir) for item in front]
 
     document = {
         "study": {"name": study.study_name},

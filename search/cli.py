@@ -3,10 +3,16 @@
 Only the standard library is imported at module level: ``devicefit --help`` must answer at once, and
 Paddle (seconds to import) is loaded only by the commands that build models.
 
+Verbs: ``fit`` (search, then export and report), ``search`` (the search alone), ``report``, ``export``,
+``devices check-ops``, ``dashboard`` and ``worker``. Their work lives in other modules (``_fit``, ``_verbs``,
+``_report``, ``_export``, ``_config``, ``_user_model``); this one declares the arguments and dispatches.
+
 Exit codes:
     0  success
-    1  the run failed (the message says why; the traceback is in ``<out>/error.log``)
-    2  bad input (unknown device or example, unwritable output folder, invalid number...)
+    1  the run failed (the message says why; the traceback is in ``<out>/error.log``); for
+       ``devices check-ops``: some op of the model has no kernel on a device
+    2  bad input (unknown device or example, unwritable output folder, invalid number, a config file that does
+       not match its schema...), reported in one line before anything is written
     3  no candidate met the budget (the closest ones are shown and written to pareto.json)
     130  interrupted (Ctrl-C); the study is saved, rerunning the same command resumes it
 """
@@ -21,13 +27,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from devicefit.search._errors import BadInput
+
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_BUDGET_NOT_MET, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DEFAULT_DEVICE = "host-x86"
 DEFAULT_EXAMPLE = "digits-vit"
-
-
-class BadInput(Exception):
-    """Input the user can fix; reported in one line with exit code 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -113,8 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
         "pareto.json and models/<key>/ (model.pdmodel, model.pdiparams, <device>.nb) to --out. "
         "Rerunning the same command resumes the study.",
     )
-    fit.add_argument("--example", default=DEFAULT_EXAMPLE, metavar="NAME",
-                     help=f"a shipped example task (default: {DEFAULT_EXAMPLE})")
+    fit.add_argument("-c", "--config", type=Path, metavar="FILE",
+                     help="a YAML file with these options (keys: the flags' names); flags given here win")
+    fit.add_argument("--model", metavar="FILE.py:FUNC|MODEL.pdmodel",
+                     help="your trained model: a function returning (paddle.nn.Layer, input spec), or an exported "
+                     "inference program (only dimensions that need no code can be searched); needs --data")
+    fit.add_argument("--data", metavar="FILE.npz",
+                     help="your data: train_labels/val_labels/test_labels and train_inputs/val_inputs/test_inputs "
+                     "(or <split>_inputs_0, _1 ... for several inputs)")
+    fit.add_argument("--example", metavar="NAME",
+                     help=f"a shipped example task instead of --model (default: {DEFAULT_EXAMPLE})")
     fit.add_argument("--device", action="append", metavar="ID", dest="devices",
                      help=f"target device profile id or .yaml path; repeat for several (default: {DEFAULT_DEVICE})")
     fit.add_argument("--trials", type=_positive_int, metavar="N",
@@ -139,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--epochs", type=_non_negative_int, default=3, metavar="N",
                      help="distillation epochs per candidate during the search (default: 3)")
     fit.add_argument("--quiet", action="store_true", help="no progress lines")
+    fit.add_argument("--json", action="store_true", help="print the result as JSON on standard output")
+    commands.add_parser(
+        "search", parents=[fit], add_help=False,
+        help="the search alone: pareto.csv and pareto.json, no models/ export and no report",
+        description="Like fit, without the final export (models/, test accuracy) and report.html; "
+        "`devicefit export` and `devicefit report` make them later from the study.",
+    )
+    _add_run_verbs(commands)
 
     worker = commands.add_parser(
         "worker",
@@ -152,6 +172,50 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--out", type=Path, metavar="DIR", help="folder for candidate files (default: the run's)")
     worker.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
+
+
+def _add_run_verbs(commands: Any) -> None:
+    """The verbs that work on a run's study: report, export, devices check-ops, dashboard."""
+    where = "the run's output folder, or its Optuna storage URL"
+    report = commands.add_parser(
+        "report", help="rebuild report.html of a run from its study",
+        description="Write report.html (self-contained, viewable offline) and report.json from the study alone.",
+    )
+    report.add_argument("run", metavar="RUN", help=where)
+    report.add_argument("--study", metavar="NAME", help="the study, when the storage holds several")
+    report.add_argument("--to", type=Path, metavar="FILE", help="where to write it (default: <run>/report.html)")
+    report.add_argument("--quiet", action="store_true", help="no progress lines")
+    report.add_argument("--json", action="store_true", help="print the result as JSON on standard output")
+
+    export = commands.add_parser(
+        "export", help="one candidate of a run, ready to deploy: models, .nb per device, manifest, snippets",
+        description="Write model.pdmodel/.pdiparams, one Paddle Lite .nb per device (converted now if the run has "
+        "none for it), manifest.json (metrics with units and sources, tool versions, hashes) and deploy snippets.",
+    )
+    export.add_argument("run", metavar="RUN", help=where)
+    export.add_argument("--candidate", required=True, metavar="KEY", help="the candidate's key (or a unique prefix)")
+    export.add_argument("--device", action="append", metavar="ID", dest="devices",
+                        help="a device to write a .nb for; repeatable (default: the run's devices)")
+    export.add_argument("--to", required=True, type=Path, metavar="DIR", help="a new or empty folder")
+    export.add_argument("--study", metavar="NAME", help="the study, when the storage holds several")
+    export.add_argument("--quiet", action="store_true", help="no progress lines")
+    export.add_argument("--json", action="store_true", help="print the result as JSON on standard output")
+
+    devices = commands.add_parser("devices", help="device profiles and what they can run")
+    device_commands = devices.add_subparsers(dest="devices_command", metavar="COMMAND", parser_class=_Parser)
+    check = device_commands.add_parser(
+        "check-ops", help="which ops of a model each device's Paddle Lite has kernels for (exit 1: some have none)",
+    )
+    check.add_argument("model", metavar="MODEL", help="a .pdmodel (its .pdiparams beside it), or a folder holding model.pdmodel")
+    check.add_argument("--device", action="append", required=True, metavar="ID", dest="devices", help="repeatable")
+    check.add_argument("--json", action="store_true", help="print the result as JSON on standard output")
+
+    dashboard = commands.add_parser("dashboard", help="open optuna-dashboard on a run's study (if installed)")
+    dashboard.add_argument("run", metavar="RUN", help=where)
+    dashboard.add_argument("--study", metavar="NAME", help="the study, when the storage holds several")
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1)")
+    dashboard.add_argument("--port", type=_positive_int, default=8080, help="port (default: 8080)")
+    dashboard.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
 def check_output_folder(out: Path) -> None:
@@ -209,10 +273,10 @@ def _budget(args: argparse.Namespace, device_ids: Sequence[str]) -> Any:
     return Budget(latency_ms=latency, size_bytes=args.max_size, max_accuracy_drop=args.max_accuracy_drop)
 
 
-def _run_spec(args: argparse.Namespace, device_ids: Sequence[str]) -> dict[str, Any]:
+def _run_spec(args: argparse.Namespace, device_ids: Sequence[str], source: Any) -> dict[str, Any]:
     """What a worker needs to join this search, stored in the study."""
     return {
-        "example": args.example,
+        **source.to_spec(),
         "devices": list(device_ids),
         "trials": args.trials,
         "time_seconds": args.time_seconds,
@@ -257,12 +321,11 @@ def _check_storage(url: str | None) -> None:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from devicefit.examples import UnknownExampleError, example_info
+    """``fit`` and ``search`` (the same run; ``search`` stops before the export and the report)."""
+    from devicefit.search import _verbs
 
-    try:
-        example_info(args.example)
-    except UnknownExampleError as exc:
-        raise BadInput(str(exc).strip("'\"")) from None
+    args = _verbs.with_config(args)
+    source = _verbs.task_source(args, DEFAULT_EXAMPLE)
     devices = _load_devices(args.devices or [DEFAULT_DEVICE])
     _check_storage(args.storage)
     if args.sampler == "gp":
@@ -273,34 +336,43 @@ def _fit(args: argparse.Namespace) -> int:
     check_output_folder(args.out)
     settings = _settings(args, devices, args.trials or 12)
 
-    from devicefit.examples import load_example
     from devicefit.search._fit import Fit
     from devicefit.search._progress import Progress
+    from devicefit.spaces import UnsupportedModelError
 
     progress = Progress(settings.trials, quiet=args.quiet)
-    progress.info(f"loading example '{args.example}' ...")
-    task = load_example(args.example, seed=args.seed)
+    task = _verbs.load_task(source, devices, seed=args.seed)
+    plan = ""
     if args.trials is None and args.time_seconds is not None:
         estimate = Fit.estimate_trial_seconds(task, settings)
         trials = max(4, int(args.time_seconds // estimate))
-        progress.info(f"--time {args.time_seconds:.0f} s at about {estimate:.1f} s per trial (estimated on the "
-                      f"teacher): planning {trials} trials")
+        plan = (f"--time {args.time_seconds:.0f} s at about {estimate:.1f} s per trial (estimated on the teacher): "
+                f"planning {trials} trials")
         settings = _settings(args, devices, trials)
         progress.total = trials
     args.trials = settings.trials
-    with Fit(task, settings, progress=progress, run_spec=_run_spec(args, [d.id for d in devices])) as fit:
+    try:
+        fit = Fit(task, settings, progress=progress, run_spec=_run_spec(args, [d.id for d in devices], source))
+    except UnsupportedModelError as exc:
+        raise BadInput(f"--model {source.reference}: {exc}") from None
+    progress.info(f"loaded {source.describe()}: {len(task.data.train)} train / {len(task.data.val)} val / "
+                  f"{len(task.data.test)} test samples, {task.data.num_classes} classes")
+    if plan:
+        progress.info(plan)
+    with fit:
         try:
-            result = fit.run()
+            result = fit.run(export=args.command == "fit")
         except KeyboardInterrupt:
             progress.error(f"interrupted: the study is saved ({settings.storage_url}); rerun the same command to resume")
             return EXIT_INTERRUPTED
-    print_front(result)
+    code = EXIT_FAILED if result.completed == 0 else EXIT_BUDGET_NOT_MET if not result.outputs.budget_met else EXIT_OK
+    if args.json:
+        _verbs.print_json(_verbs.fit_result_document(result, code, command=args.command))
+    else:
+        print_front(result)
     if result.completed == 0:
         progress.error("devicefit: error: no candidate could be evaluated; each trial's reason is in the study")
-        return EXIT_FAILED
-    if not result.outputs.budget_met:
-        return EXIT_BUDGET_NOT_MET
-    return EXIT_OK
+    return code
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -318,9 +390,10 @@ def _worker(args: argparse.Namespace) -> int:
     settings = _settings(spec_args, devices, spec["trials"])
     progress = Progress(settings.trials, quiet=args.quiet)
 
-    from devicefit.examples import load_example
+    from devicefit.search import _verbs
+    from devicefit.search._user_model import task_source_from_spec
 
-    task = load_example(spec["example"], seed=spec["seed"])
+    task = _verbs.load_task(task_source_from_spec(spec), devices, seed=spec["seed"])
     with Fit(task, settings, progress=progress) as fit:
         try:
             ran = fit.work()
@@ -364,10 +437,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``devicefit`` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to tell the flags given from a config file's
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
-    handlers = {"fit": _fit, "worker": _worker}
+    if args.command == "devices" and args.devices_command is None:
+        parser.error("devices: name a command (check-ops)")
+    handlers = {"fit": _fit, "search": _fit, "worker": _worker, "report": _verb("report"), "export": _verb("export"),
+                "devices": _verb("devices"), "dashboard": _verb("dashboard")}
     try:
         return handlers[args.command](args)
     except BadInput as exc:
@@ -378,6 +455,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001  (never a traceback on the terminal; it goes to error.log)
         return _report_failure(exc, getattr(args, "out", None))
+
+
+def _verb(name: str) -> Any:
+    """The handler ``devicefit.search._verbs.<name>``, imported when the verb runs."""
+
+    def handler(args: argparse.Namespace) -> int:
+        from devicefit.search import _verbs
+
+        return int(getattr(_verbs, name)(args))
+
+    return handler
 
 
 def _report_failure(exc: BaseException, out: Path | None) -> int:
