@@ -288,7 +288,7 @@ def _place_outside_parameter(
         if name == "weight":
             return (0,) if out_channels == hidden else (1,)
         return (0,) if out_channels == hidden else ()
-    if hidden_dims == (len(shape) - 1,) and len(shape) >= 2 and all(extent == 1 for extent in shape[:1]):
+    if hidden_dims == (len(shape) - 1,) and len(shape) >= 2 and shape[0] == 1:
         return hidden_dims  # a token-like parameter such as a class token or position embedding: [1, ..., hidden]
     return None
 

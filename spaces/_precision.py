@@ -14,8 +14,10 @@
   float tensor rounded to fp16 (a cast to fp16 and back after each op). Accumulation inside a kernel stays
   fp32, so the simulation is slightly optimistic.
 - weight-only int8/int16: Paddle Lite's converter stores the weights of matmul and conv2d ops as integers
-  (absolute maximum per output channel) and dequantizes them when it loads the model. The simulation
-  program holds exactly those dequantized weights.
+  (absolute maximum per output channel, C rounding, as its ``post_quant_dynamic_pass`` does; seen on the
+  optimized programs: every block projection and the patch convolution, not the embeddings) and
+  dequantizes them when it loads the model. The simulation program holds those dequantized weights. It
+  cannot be checked against Paddle Lite on this host: its x86 kernels return NaN for such models.
 
 Static-mode work runs inside :func:`static_mode`, which restores dynamic mode afterwards, with a private
 scope: nothing leaks into the caller's Paddle state.
@@ -24,6 +26,7 @@ scope: nothing leaks into the caller's Paddle state.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -72,6 +75,7 @@ def static_mode() -> Iterator[Any]:
 
 @contextlib.contextmanager
 def _quiet_quantization_logs() -> Iterator[None]:
+    """Quieten PaddleSlim/Paddle quantization: INFO logs and the progress bars they draw on stderr."""
     saved = {}
     for name in list(logging.root.manager.loggerDict):
         if any(part in name for part in _QUIET_LOGGERS):
@@ -79,7 +83,8 @@ def _quiet_quantization_logs() -> Iterator[None]:
             saved[name] = logger.level
             logger.setLevel(logging.WARNING)
     try:
-        yield
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
     finally:
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)
