@@ -111,7 +111,8 @@ class SpaceBounds:
         min_hidden: Narrowest hidden width (default: half the teacher's, rounded up to ``hidden_step``).
         sparsities: Unstructured sparsity ratios to choose from (``0.0`` is dense).
         precisions: Precisions to search (each must also be one the target devices run).
-        calibrations: Calibration algorithms to choose from for ``int8``.
+        calibrations: Calibration algorithms to choose from for ``int8``. ``KL`` is slow: 436 s for a 2-block,
+            d=32 model on this project's machine, where ``abs_max``, ``avg``, ``hist`` and ``mse`` took 5 s.
         max_fp32_layers: An ``int8`` candidate may keep up to this many of its blocks (the most important)
             in fp32: mixed precision per block. ``0`` quantizes every block.
         weight_only_bits: Weight-only quantization widths offered to ``fp32`` candidates (8, 16); empty: none.

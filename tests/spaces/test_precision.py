@@ -69,6 +69,19 @@ def test_every_family_exports_and_converts_for_x86_and_arm_fp32_and_int8(paddle,
     assert marked["fc"] >= 12, marked  # every linear layer of the blocks runs an int8 kernel on ARM
 
 
+@pytest.mark.parametrize("algo", ["hist", "mse"])  # abs_max and avg run above and below; KL takes minutes
+def test_each_calibration_algorithm_quantizes(paddle, family_factory, tmp_path, algo) -> None:
+    model, (inputs, labels) = family_factory("bert")
+    space = TransformerSpace(model, inputs, labels)
+    full = space.full_candidate()
+    spec = _input_spec(paddle, "bert", inputs)
+    reference = program_logits(space.deploy(model, full, spec, tmp_path / "fp32").directory, inputs)
+    artifact = space.deploy(model, Candidate(full.layers, full.heads, full.ffn, "int8", calibration=algo), spec, tmp_path / algo)
+    assert artifact.quantization is not None and artifact.quantization.algo == algo and artifact.fidelity_tag == f"ptq-{algo}"
+    difference = np.abs(program_logits(artifact.scoring_dir, inputs) - reference).max()
+    assert 1e-4 < difference < 0.5
+
+
 @pytest.fixture(scope="module")
 def digits_vit():
     from devicefit.examples.digits_vit.task import build_task
