@@ -128,8 +128,9 @@ def member_to_dict(member: ParetoMember, devices: tuple[str, ...]) -> dict[str, 
     }
 
 
-CSV_FIXED = ["key", "trial", "depth", "layers", "heads", "ffn", "precision", "accuracy", "accuracy_split",
-             "accuracy_fidelity", "test_accuracy", "size_bytes", "parameters"]
+CSV_FIXED = ["key", "trial", "depth", "layers", "heads", "ffn", "precision", "hidden", "sparsity", "calibration",
+             "fp32_layers", "weight_only_bits", "accuracy", "accuracy_split", "accuracy_fidelity", "test_accuracy",
+             "size_bytes", "parameters"]
 
 
 def _csv_text(members: list[ParetoMember], devices: tuple[str, ...]) -> str:
@@ -145,6 +146,8 @@ def _csv_text(members: list[ParetoMember], devices: tuple[str, ...]) -> str:
             record.key, member.trial, candidate.depth,
             " ".join(map(str, candidate.layers)), " ".join(map(str, candidate.heads)),
             " ".join(map(str, candidate.ffn)), candidate.precision,
+            "" if candidate.hidden is None else candidate.hidden, f"{candidate.sparsity:g}", candidate.calibration or "",
+            " ".join(map(str, candidate.fp32_layers)), candidate.weight_only_bits or "",
             f"{record.accuracy.accuracy:.6f}", record.accuracy.split, record.accuracy.fidelity,
             "" if member.test_accuracy is None else f"{member.test_accuracy:.6f}",
             record.size_bytes, record.parameters,

@@ -210,3 +210,21 @@ def test_a_bert_layer_missing_a_part_is_named(paddle, family_factory) -> None:
     del model.bert.encoder.layer[1].intermediate._sub_layers["dense"]
     with pytest.raises(UnsupportedModelError, match=r"bert\.encoder\.layer\.1 has no intermediate\.dense"):
         TransformerSpace(model, *batch)
+
+
+def test_settings_that_do_not_apply_collapse_into_one_candidate(family_factory) -> None:
+    model, batch = family_factory("vit-mean")
+    space = TransformerSpace(model, *batch, bounds=ALL_DIMENSIONS)
+    base = {"depth": 2, "heads_0": 4, "heads_1": 4, "ffn_0": 48, "ffn_1": 48, "hidden": 32, "sparsity": 0.0}
+    fp32 = [
+        space.suggest(optuna.trial.FixedTrial({**base, "precision": "fp32", "calibration": algo, "fp32_layers": k, "weight_only_bits": 0}))
+        for algo in ("avg", "hist")
+        for k in (0, 1)
+    ]
+    assert len({c.key() for c in fp32}) == 1 and fp32[0].calibration is None and fp32[0].fp32_layers == ()
+    int8 = [
+        space.suggest(optuna.trial.FixedTrial({**base, "precision": "int8", "calibration": "avg", "fp32_layers": 0, "weight_only_bits": bits}))
+        for bits in (0, 8, 16)
+    ]
+    assert len({c.key() for c in int8}) == 1 and int8[0].weight_only_bits is None  # int8 has no weight-only
+    assert fp32[0].hidden is None  # drawing the teacher's own width is "not cut"
