@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from devicefit.search._budget import feasible
 from devicefit.search._pareto import pareto_front_mask, to_minimization
-from devicefit.search._records import RECORD_ATTR, TrialRecord, objectives_for
+from devicefit.search._records import RECORD_ATTR, Objective, TrialRecord
 from devicefit.search._task import Task
 from devicefit.spaces._export import MODEL_FILE, PARAMS_FILE
 from devicefit.spaces._precision import SIMULATION_DIR
@@ -41,26 +42,69 @@ class ParetoMember:
     model_dir: str
 
 
-def evaluated_records(study: Any) -> list[tuple[int, TrialRecord]]:
-    """Every distinct evaluated candidate of the study: ``(trial number, record)``, duplicates left out."""
+@dataclasses.dataclass(frozen=True)
+class Evaluated:
+    """A distinct evaluated candidate of the study.
+
+    Attributes:
+        trial: Trial number.
+        record: What the trial produced.
+        constraints: Budget name -> violation (<= 0: met); empty without a budget.
+    """
+
+    trial: int
+    record: TrialRecord
+    constraints: dict[str, float]
+
+    @property
+    def feasible(self) -> bool:
+        return feasible(list(self.constraints.values()))
+
+    @property
+    def worst_violation(self) -> float:
+        return max(self.constraints.values(), default=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputSummary:
+    """What :func:`write_outputs` wrote.
+
+    Attributes:
+        members: The Pareto-optimal candidates that meet the budget, best accuracy first.
+        budget_met: Whether any evaluated candidate met the budget (True without a budget).
+        closest: When none met it: the three candidates closest to meeting it, with their violations.
+    """
+
+    members: list[ParetoMember]
+    budget_met: bool
+    closest: list[Evaluated]
+
+
+def evaluated_records(study: Any) -> list[Evaluated]:
+    """Every distinct evaluated candidate of the study, duplicates left out."""
     import optuna
 
     records = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         if RECORD_ATTR in trial.user_attrs and "duplicate_of" not in trial.user_attrs:
-            records.append((trial.number, TrialRecord.from_dict(trial.user_attrs[RECORD_ATTR])))
+            constraints = {
+                name.split(":", 1)[1]: float(value)
+                for name, value in trial.system_attrs.items()
+                if name.startswith("constraints:")
+            }
+            records.append(Evaluated(trial.number, TrialRecord.from_dict(trial.user_attrs[RECORD_ATTR]), constraints))
     return records
 
 
-def pareto_records(records: list[tuple[int, TrialRecord]], devices: tuple[str, ...]) -> list[tuple[int, TrialRecord]]:
-    """The non-dominated records, best accuracy first."""
-    if not records:
+def pareto_records(records: list[Evaluated], objectives: list[Objective]) -> list[Evaluated]:
+    """The non-dominated records among those that meet the budget, best accuracy first."""
+    candidates = [item for item in records if item.feasible]
+    if not candidates:
         return []
-    objectives = objectives_for(devices)
-    values = np.array([record.values(devices) for _, record in records])
+    values = np.array([item.record.values(objectives) for item in candidates])
     mask = pareto_front_mask(to_minimization(values, [o.direction == "maximize" for o in objectives]))
-    front = [item for item, keep in zip(records, mask) if keep]
-    return sorted(front, key=lambda item: (-item[1].accuracy.accuracy, item[1].size_bytes))
+    front = [item for item, keep in zip(candidates, mask) if keep]
+    return sorted(front, key=lambda item: (-item.record.accuracy.accuracy, item.record.size_bytes))
 
 
 def _exported_test_accuracy(model_dir: Path, task: Task) -> float:
@@ -158,21 +202,31 @@ def _csv_text(members: list[ParetoMember], devices: tuple[str, ...]) -> str:
     return buffer.getvalue()
 
 
-def write_outputs(study: Any, out: Path, devices: tuple[str, ...], task: Task | None) -> list[ParetoMember]:
+def write_outputs(
+    study: Any, out: Path, devices: tuple[str, ...], objectives: list[Objective], task: Task | None
+) -> OutputSummary:
     """Compute the front from ``study`` and write ``models/``, ``pareto.json`` and ``pareto.csv`` in ``out``.
+
+    Candidates that miss the budget are never on the front. When none meets it, the front is empty and
+    ``pareto.json`` lists the closest candidates under ``closest`` with their violations.
 
     Args:
         study: The run's Optuna study.
         out: The output folder.
-        devices: Device ids, in objective order.
+        devices: Device ids.
+        objectives: The study's objectives, in Optuna's value order.
         task: Used to score the exported members on the test split; ``None`` leaves test accuracy empty.
     """
-    front = pareto_records(evaluated_records(study), devices)
+    evaluated = evaluated_records(study)
+    front = pareto_records(evaluated, objectives)
+    budget_met = any(item.feasible for item in evaluated) or not evaluated
+    closest = [] if budget_met else sorted(evaluated, key=lambda item: item.worst_violation)[:3]
     staging = out / "models.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     members = []
-    for trial_number, record in front:
+    for item in front:
+        trial_number, record = item.trial, item.record
         source = out / record.artifact_dir
         target = staging / record.key
         target.mkdir()
@@ -190,14 +244,23 @@ def write_outputs(study: Any, out: Path, devices: tuple[str, ...], task: Task | 
     os.replace(staging, final)
     shutil.rmtree(old, ignore_errors=True)
 
-    objectives = objectives_for(devices)
     document = {
-        "study": {"storage": "study.db", "name": study.study_name},
+        "study": {"name": study.study_name},
         "devices": list(devices),
         "objectives": [dataclasses.asdict(o) for o in objectives],
+        "teacher_accuracy": study.user_attrs.get("teacher_accuracy"),
         "trials": len(study.trials),
+        "budget_met": budget_met,
         "members": [member_to_dict(member, devices) for member in members],
+        "closest": [
+            {"key": item.record.key, "trial": item.trial, "constraints": item.constraints,
+             "accuracy": item.record.accuracy.accuracy,
+             "latency_ms": {d: r.latency_ms for d, r in item.record.latencies.items()},
+             "latency_source": {d: r.source for d, r in item.record.latencies.items()},
+             "size_bytes": item.record.size_bytes}
+            for item in closest
+        ],
     }
     _atomic_write_text(out / "pareto.json", json.dumps(document, indent=2) + "\n")
     _atomic_write_text(out / "pareto.csv", _csv_text(members, devices))
-    return members
+    return OutputSummary(members, budget_met, closest)

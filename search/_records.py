@@ -26,13 +26,26 @@ class Objective:
     unit: str
 
 
-def objectives_for(devices: tuple[str, ...]) -> list[Objective]:
-    """The study's objectives, in the order of Optuna's values: accuracy, latency per device, size."""
-    return [
-        Objective("accuracy", "maximize", "fraction"),
-        *(Objective(f"latency_ms:{device}", "minimize", "ms") for device in devices),
-        Objective("size_bytes", "minimize", "bytes"),
-    ]
+LATENCY_OBJECTIVES = ("per-device", "worst")
+WORST_LATENCY = "latency_ms:worst"
+
+
+def objectives_for(devices: tuple[str, ...], latency: str = "per-device") -> list[Objective]:
+    """The study's objectives, in the order of Optuna's values.
+
+    Args:
+        devices: Device ids.
+        latency: ``per-device`` (one latency objective per device) or ``worst`` (one objective: the largest
+            latency over the devices).
+    """
+    if latency not in LATENCY_OBJECTIVES:
+        raise ValueError(f"latency objective must be one of {LATENCY_OBJECTIVES}, got {latency!r}")
+    latencies = (
+        [Objective(WORST_LATENCY, "minimize", "ms")]
+        if latency == "worst"
+        else [Objective(f"latency_ms:{device}", "minimize", "ms") for device in devices]
+    )
+    return [Objective("accuracy", "maximize", "fraction"), *latencies, Objective("size_bytes", "minimize", "bytes")]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,9 +80,21 @@ class TrialRecord:
     def key(self) -> str:
         return self.candidate.key()
 
-    def values(self, devices: tuple[str, ...]) -> list[float]:
-        """Objective values in the order of :func:`objectives_for`."""
-        return [self.accuracy.accuracy, *(self.latencies[d].latency_ms for d in devices), float(self.size_bytes)]
+    def value(self, objective: str) -> float:
+        """The value of one objective (a name from :func:`objectives_for`)."""
+        if objective == "accuracy":
+            return self.accuracy.accuracy
+        if objective == "size_bytes":
+            return float(self.size_bytes)
+        if objective == WORST_LATENCY:
+            return max(result.latency_ms for result in self.latencies.values())
+        if objective.startswith("latency_ms:"):
+            return self.latencies[objective.split(":", 1)[1]].latency_ms
+        raise KeyError(f"unknown objective {objective!r}")
+
+    def values(self, objectives: list[Objective]) -> list[float]:
+        """Objective values in the order of ``objectives``."""
+        return [self.value(objective.name) for objective in objectives]
 
     def to_dict(self) -> dict[str, Any]:
         return {
