@@ -158,9 +158,27 @@ class MeasuredLatency(LatencyEvaluator):
         self.settings = settings
 
     def convert(self, artifact: Artifact, profile: DeviceProfile) -> Path:
-        """Convert ``artifact`` for ``profile`` to ``<artifact dir>/<device id>.nb``."""
+        """Convert ``artifact`` for ``profile`` to ``<artifact dir>/<device id>.nb``, at the artifact's precision.
+
+        An int8 artifact is a quantized program (``opt`` picks int8 kernels from it); fp16 asks ``opt`` for
+        fp16 kernels; weight-only quantization asks it to store integer weights.
+
+        Raises:
+            ValueError: The profile does not list the artifact's precision.
+        """
+        if artifact.precision not in profile.precisions:
+            raise ValueError(
+                f"{profile.id} has no {artifact.precision} kernels (its profile lists {list(profile.precisions)})"
+            )
         out_prefix = artifact.directory / profile.id
-        return self.worker.convert(artifact.model_file, artifact.params_file, profile.places, out_prefix).nb_file
+        return self.worker.convert(
+            artifact.model_file,
+            artifact.params_file,
+            profile.places,
+            out_prefix,
+            enable_fp16=artifact.enable_fp16,
+            quant_type=artifact.lite_quant_type,
+        ).nb_file
 
     def latency(self, artifact: Artifact, profile: DeviceProfile, sample_inputs: Sequence[Path]) -> LatencyResult:
         runner = self.runners.get(profile.reach.kind)

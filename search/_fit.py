@@ -11,6 +11,7 @@ import dataclasses
 import json
 import statistics
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from devicefit.device_profiles._profile import DeviceProfile
 from devicefit.evaluators._accuracy import DistillationEvaluator, DistillationSettings, predict_logits, top1_accuracy
 from devicefit.evaluators._latency import LatencyEvaluator, MeasureSettings, host_latency
 from devicefit.evaluators._lite_client import LiteUnavailableError
+from devicefit.evaluators._types import AccuracyResult
 from devicefit.search._budget import Budget
 from devicefit.search._claims import CandidateClaims
 from devicefit.search._outputs import OutputSummary, write_outputs
@@ -38,8 +40,9 @@ from devicefit.search._study import (
 )
 from devicefit.search._task import Task
 from devicefit.spaces._candidate import Candidate
-from devicefit.spaces._export import export_inference_model
-from devicefit.spaces._space import SearchSpace, SpaceBounds, TransformerEncoderSpace
+from devicefit.spaces._export import Artifact, export_inference_model, program_logits
+from devicefit.spaces._precision import lite_deployment_problem
+from devicefit.spaces._space import SearchSpace, SpaceBounds, TransformerSpace
 
 STUDY_FILE = "study.db"
 #: How long a trial waits for another worker that is building the same candidate.
@@ -141,10 +144,17 @@ def common_precisions(devices: tuple[DeviceProfile, ...]) -> tuple[str, ...]:
 
 
 def rejection_reason(candidate: Candidate, devices: tuple[DeviceProfile, ...]) -> str | None:
-    """Why a device cannot run ``candidate``, or ``None`` when all can."""
+    """Why a device cannot run ``candidate``, or ``None`` when all can.
+
+    A device cannot run a precision its profile does not list, nor what Paddle Lite cannot deploy for its
+    places (int8, fp16 or weight-only quantization on x86: see ``lite_deployment_problem``).
+    """
     for device in devices:
         if candidate.precision not in device.precisions:
             return f"{device.id} has no {candidate.precision} kernels (its profile lists {list(device.precisions)})"
+        problem = lite_deployment_problem(candidate, device.places)
+        if problem is not None:
+            return f"{device.id} ({device.places}): {problem}"
     return None
 
 
@@ -164,7 +174,7 @@ class Fit:
         settings: The run's settings.
         progress: Where progress lines go.
         latency: The latency evaluator; by default the host runner through a Lite worker.
-        space: The search space; by default a :class:`TransformerEncoderSpace` of the teacher.
+        space: The search space; by default a :class:`TransformerSpace` of the teacher.
         run_spec: What ``devicefit worker`` needs to join this search (stored in the study when it is created).
     """
 
@@ -187,7 +197,7 @@ class Fit:
         if space is None:
             inputs, labels = _calibration_batch(task, settings.calibration_samples, settings.seed)
             bounds = SpaceBounds(precisions=common_precisions(settings.devices))  # type: ignore[arg-type]
-            space = TransformerEncoderSpace(task.teacher, inputs, labels, bounds=bounds)
+            space = TransformerSpace(task.teacher, inputs, labels, bounds=bounds, seed=settings.seed)
         self.space = space
         self.accuracy = DistillationEvaluator(task.teacher, task.data, settings.distillation)
         self._claims: CandidateClaims | None = None
@@ -231,18 +241,8 @@ class Fit:
     def describe(self) -> list[tuple[str, str]]:
         """The settings this run chose, for the banner."""
         s = self.settings
-        space = self.space
         rows = [("task", f"{self.task.name}: {self.task.description}"), ("devices", ", ".join(s.device_ids))]
-        if isinstance(space, TransformerEncoderSpace):
-            st = space.structure
-            rows.append(
-                (
-                    "space",
-                    f"depth {space.bounds.min_depth}..{st.num_layers}, heads {space.bounds.min_heads}..{st.num_heads} "
-                    f"per layer, FFN {space.ffn_step}..{st.ffn_size} step {space.ffn_step} per layer, "
-                    f"precision {'/'.join(space.bounds.precisions)}",
-                )
-            )
+        rows.append(("space", self.space.describe()))
         time_budget = f", stop after {s.time_seconds:.0f} s" if s.time_seconds else ""
         rows += [
             ("trials", f"{s.trials}{time_budget} ({describe_sampler(s.sampler, trials=s.trials, seed=s.seed)})"),
@@ -515,13 +515,15 @@ class Fit:
             self.progress.trial(number, record)
 
     def evaluate(self, candidate: Candidate) -> TrialRecord:
-        """Build, fine-tune, export and measure one candidate."""
+        """Build, fine-tune, deploy (export at the candidate's precision) and measure one candidate."""
         started = time.perf_counter()
         student = self.space.materialize(candidate)
         accuracy = self.accuracy.evaluate(student)
         relative_dir = Path("candidates") / candidate.key()
         directory = self.settings.out / relative_dir
-        artifact = export_inference_model(student, self.task.input_spec, directory)
+        artifact = self.space.deploy(student, candidate, self.task.input_spec, directory)
+        if artifact.fidelity_tag:
+            accuracy = self._deployed_accuracy(artifact, accuracy)
         sample_inputs = []
         for index, array in enumerate(self.task.data.val.take(slice(0, 1)).inputs):
             path = directory / f"sample_input_{index}.npy"
@@ -531,6 +533,8 @@ class Fit:
             device.id: self.latency.latency(artifact, device, sample_inputs) for device in self.settings.devices
         }
         parameters = int(sum(int(np.prod(p.shape)) for p in student.parameters()))
+        nonzero = int(sum(int(np.count_nonzero(p.numpy())) for p in student.parameters()))
+        first_nb = directory / f"{self.settings.devices[0].id}.nb"
         return TrialRecord(
             candidate=candidate,
             accuracy=accuracy,
@@ -539,6 +543,25 @@ class Fit:
             parameters=parameters,
             artifact_dir=str(relative_dir),
             seconds=time.perf_counter() - started,
+            nonzero_parameters=nonzero,
+            compressed_size_bytes=len(zlib.compress(first_nb.read_bytes(), 6)) if first_nb.is_file() else None,
+        )
+
+    def _deployed_accuracy(self, artifact: Artifact, trained: AccuracyResult) -> AccuracyResult:
+        """The accuracy of what is deployed (int8 program, fp16 or weight-only simulation) on ``val``."""
+        started = time.perf_counter()
+        val = self.task.data.val
+        logits = program_logits(artifact.scoring_dir, val.inputs)
+        details = dict(trained.details)
+        details["fp32_accuracy"] = trained.accuracy
+        if artifact.quantization is not None:
+            details["quantization"] = artifact.quantization.to_dict()
+        return AccuracyResult(
+            accuracy=top1_accuracy(logits, val.labels),
+            split=trained.split,
+            fidelity=f"{trained.fidelity}+{artifact.fidelity_tag}",
+            seconds=trained.seconds + time.perf_counter() - started,
+            details=details,
         )
 
 

@@ -22,6 +22,7 @@ from devicefit.search._pareto import pareto_front_mask, to_minimization
 from devicefit.search._records import RECORD_ATTR, Objective, TrialRecord
 from devicefit.search._task import Task
 from devicefit.spaces._export import MODEL_FILE, PARAMS_FILE
+from devicefit.spaces._precision import SIMULATION_DIR
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,12 +108,12 @@ def pareto_records(records: list[Evaluated], objectives: list[Objective]) -> lis
 
 
 def _exported_test_accuracy(model_dir: Path, task: Task) -> float:
-    from devicefit.evaluators._accuracy import test_accuracy
-    from devicefit.spaces._paddle import import_paddle
+    """Test accuracy of the deployed numerics: the exported program, or its simulation (fp16, weight-only)."""
+    from devicefit.evaluators._accuracy import top1_accuracy
+    from devicefit.spaces._export import program_logits
 
-    paddle = import_paddle()
-    model = paddle.jit.load(str(model_dir / "model"))
-    return test_accuracy(model, task.data)
+    scoring = model_dir / SIMULATION_DIR if (model_dir / SIMULATION_DIR).is_dir() else model_dir
+    return top1_accuracy(program_logits(scoring, task.data.test.inputs), task.data.test.labels)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -134,6 +135,8 @@ def _export_members(front: list[Evaluated], out: Path, devices: tuple[str, ...],
         target.mkdir()
         for name in (MODEL_FILE, PARAMS_FILE, *(f"{device}.nb" for device in devices)):
             shutil.copy2(source / name, target / name)
+        if (source / SIMULATION_DIR).is_dir():  # fp16 / weight-only: what the deployed numerics are scored with
+            shutil.copytree(source / SIMULATION_DIR, target / SIMULATION_DIR)
         test_accuracy = _exported_test_accuracy(target, task) if task is not None else None
         members.append(ParetoMember(trial_number, record, test_accuracy, f"models/{record.key}"))
     final = out / "models"
@@ -182,6 +185,12 @@ def member_to_dict(member: ParetoMember, devices: tuple[str, ...]) -> dict[str, 
         },
         "size_bytes": {"value": record.size_bytes, "unit": "bytes", "what": f"Paddle Lite .nb for {devices[0]}"},
         "parameters": {"value": record.parameters, "unit": "count"},
+        "nonzero_parameters": {"value": record.nonzero_parameters, "unit": "count"},
+        "compressed_size_bytes": {
+            "value": record.compressed_size_bytes,
+            "unit": "bytes",
+            "what": f"Paddle Lite .nb for {devices[0]}, zlib level 6",
+        },
         "files": {
             "model": f"{member.model_dir}/{MODEL_FILE}",
             "params": f"{member.model_dir}/{PARAMS_FILE}",
@@ -190,8 +199,9 @@ def member_to_dict(member: ParetoMember, devices: tuple[str, ...]) -> dict[str, 
     }
 
 
-CSV_FIXED = ["key", "trial", "depth", "layers", "heads", "ffn", "precision", "accuracy", "accuracy_split",
-             "accuracy_fidelity", "test_accuracy", "size_bytes", "parameters"]
+CSV_FIXED = ["key", "trial", "depth", "layers", "heads", "ffn", "precision", "hidden", "sparsity", "calibration",
+             "fp32_layers", "weight_only_bits", "accuracy", "accuracy_split", "accuracy_fidelity", "test_accuracy",
+             "size_bytes", "parameters"]
 
 
 def _csv_text(members: list[ParetoMember], devices: tuple[str, ...]) -> str:
@@ -207,6 +217,8 @@ def _csv_text(members: list[ParetoMember], devices: tuple[str, ...]) -> str:
             record.key, member.trial, candidate.depth,
             " ".join(map(str, candidate.layers)), " ".join(map(str, candidate.heads)),
             " ".join(map(str, candidate.ffn)), candidate.precision,
+            "" if candidate.hidden is None else candidate.hidden, f"{candidate.sparsity:g}", candidate.calibration or "",
+            " ".join(map(str, candidate.fp32_layers)), candidate.weight_only_bits or "",
             f"{record.accuracy.accuracy:.6f}", record.accuracy.split, record.accuracy.fidelity,
             "" if member.test_accuracy is None else f"{member.test_accuracy:.6f}",
             record.size_bytes, record.parameters,

@@ -60,6 +60,10 @@ class TrialRecord:
         parameters: Number of parameters of the student.
         artifact_dir: Folder of the candidate's files, relative to the run's output folder.
         seconds: Wall time of the whole trial.
+        nonzero_parameters: Parameters of the student that are not zero (unstructured sparsity shows here).
+        compressed_size_bytes: The first device's ``.nb`` compressed with zlib (level 6), in bytes: the size
+            a compressed download carries, which zeros and narrower weights shrink even where the ``.nb``
+            itself does not. ``None`` in records of older versions.
     """
 
     candidate: Candidate
@@ -69,6 +73,8 @@ class TrialRecord:
     parameters: int
     artifact_dir: str
     seconds: float
+    nonzero_parameters: int | None = None
+    compressed_size_bytes: int | None = None
 
     @property
     def key(self) -> str:
@@ -100,6 +106,8 @@ class TrialRecord:
             "parameters": self.parameters,
             "artifact_dir": self.artifact_dir,
             "seconds": self.seconds,
+            "nonzero_parameters": self.nonzero_parameters,
+            "compressed_size_bytes": self.compressed_size_bytes,
         }
 
     @classmethod
@@ -112,6 +120,8 @@ class TrialRecord:
             parameters=int(data["parameters"]),
             artifact_dir=str(data["artifact_dir"]),
             seconds=float(data["seconds"]),
+            nonzero_parameters=data.get("nonzero_parameters"),
+            compressed_size_bytes=data.get("compressed_size_bytes"),
         )
 
     def user_attrs(self) -> dict[str, Any]:
@@ -122,6 +132,8 @@ class TrialRecord:
             "accuracy_fidelity": self.accuracy.fidelity,
             "size_bytes": self.size_bytes,
         }
+        if self.compressed_size_bytes is not None:
+            attrs["compressed_size_bytes"] = self.compressed_size_bytes
         for device, result in self.latencies.items():
             attrs[f"latency_ms:{device}"] = result.latency_ms
             attrs[f"latency_source:{device}"] = result.source

@@ -40,7 +40,7 @@ def test_help_does_not_import_paddle_or_optuna() -> None:
     ("args", "message"),
     [
         (["--device", "pixel-9"], "unknown device 'pixel-9' (known: host-x86"),
-        (["--example", "mnist"], "unknown example 'mnist' (known: digits-vit)"),
+        (["--example", "mnist"], "unknown example 'mnist' (known: digits-bert, digits-vit)"),
         (["--trials", "0"], "argument --trials: expected a positive whole number, got 0"),
         (["--trials", "many"], "argument --trials: expected a positive whole number, got 'many'"),
         (["--out", "/proc/devicefit-run"], "--out /proc/devicefit-run: cannot write in /proc"),
