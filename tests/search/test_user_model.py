@@ -149,7 +149,7 @@ def _load_factory(folder: Path):
     [
         ("toy.py:nope", "toy.npz", "toy.py has no function 'nope'"),
         ("toy.py:broken", "toy.npz", "broken() failed: RuntimeError: the checkpoint is missing"),
-        ("toy.py:flat", "toy.npz", "has no paddle.nn.TransformerEncoder sublayer"),
+        ("toy.py:flat", "toy.npz", "devicefit cannot map Sequential"),
         ("toy.py:build", None, "needs --data file.npz"),
         ("toy.py", "toy.npz", "expected path/to/file.py:factory or path/to/model.pdmodel"),
         ("missing.py:build", "toy.npz", "no such file missing.py"),
