@@ -29,6 +29,7 @@ from typing import Any
 
 from devicefit.search._results import TrialView, latency_provenance, study_devices, test_accuracies, trial_views
 from devicefit.search._runs import RunLocation, load_run_study, locate_run
+from devicefit.spaces._candidate import Candidate
 from devicefit.spaces._export import MODEL_FILE, PARAMS_FILE
 
 MANIFEST_FILE = "manifest.json"
@@ -399,7 +400,9 @@ def export_candidate(
         else:
             hello = lite.hello()
         converted = []
-        precision = (record.get("candidate") or {}).get("precision", "fp32")
+        candidate = Candidate.from_dict(record["candidate"])
+        enable_fp16 = candidate.precision == "fp16"
+        quant_type = None if candidate.weight_only_bits is None else f"QUANT_INT{candidate.weight_only_bits}"
         for profile in profiles:
             nb_name = f"{profile.id}.nb"
             if profile not in missing:
@@ -407,12 +410,14 @@ def export_candidate(
                 origins[nb_name] = f"copied from the run (converted for places {profile.places} during trial {view.number})"
                 continue
             say(f"converting {key} for {profile.id} (Paddle Lite places {profile.places}) ...")
+            # The options the run converted with (MeasuredLatency.convert), from the candidate the run recorded.
             result = lite.convert(staging / MODEL_FILE, staging / PARAMS_FILE, profile.places, staging / profile.id,
-                                  enable_fp16=precision == "fp16")
+                                  enable_fp16=enable_fp16, quant_type=quant_type)
             if result.nb_file.resolve() != (staging / nb_name).resolve():
                 shutil.move(str(result.nb_file), staging / nb_name)
             origins[nb_name] = (f"converted at export by Paddle Lite opt {hello.opt_version if hello else ''} for places "
-                                f"{profile.places}" + (" with fp16 kernels" if precision == "fp16" else ""))
+                                f"{profile.places}" + (" with fp16 kernels" if enable_fp16 else "")
+                                + (f" with {quant_type} weights" if quant_type else ""))
             converted.append(profile.id)
 
         info = read_program_info(staging / MODEL_FILE)
