@@ -1,0 +1,271 @@
+"""The measurement protocol shared by every runner: warm-up, blocks until stable, re-measure when noisy.
+
+One measurement of a model on a device:
+
+1. Warm-up: ``settings.warmup`` untimed runs before the model's first block (``settings.block_warmup`` before
+   each later block, because the other model's block has evicted it from the caches meanwhile).
+2. Blocks of timed runs: ``settings.runs_per_block`` runs in a model's first block; later blocks have
+   enough runs to last at least ``settings.min_block_ms`` (a block's median only filters out the bursts of
+   load that are shorter than half the block, and a scheduler time slice of another process is several
+   ms). When a reference model is given, its blocks are interleaved with the candidate's in the same
+   device session, in ABBA order (candidate, reference, reference, candidate, ...) so that a slow drift
+   does not favour either side.
+3. After at least ``settings.blocks`` blocks, the measurement is *stable* when both:
+
+   - the 95% confidence interval of the median is within +-``settings.target_ci_pct`` percent of it: the
+     median of the per-pair ratios candidate/reference when a reference is interleaved, else the median of
+     the candidate's block figures (distribution-free, over blocks: see ``_stats.median_ci_ranks``);
+   - the floor is confirmed: the second-lowest block figure is within ``target_ci_pct`` percent of the
+     lowest, which is the reported ``latency_ms``.
+
+   Otherwise blocks continue up to ``settings.max_blocks`` in the round.
+4. A round that ends unstable is *noisy*: after ``settings.remeasure_pause_seconds`` a new round adds up to
+   ``max_blocks`` more blocks (pooled with the earlier ones), at most ``settings.remeasures`` times. A result
+   still unstable after that is reported with ``noisy=True``.
+
+The evidence for these choices is in STACK-NOTES.md ("Latency on this host is noisy") and ``_stats.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+import numpy as np
+
+from devicefit.evaluators._stats import (
+    BlockSummary,
+    BlockTiming,
+    floor_spread_pct,
+    median_ci_half_width_pct,
+    pair_ratios,
+    summarize_blocks,
+)
+
+ModelT = TypeVar("ModelT")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasureSettings:
+    """How a model is timed on a device (the protocol in this module's docstring).
+
+    Attributes:
+        warmup: Untimed runs before a model's first block.
+        blocks: Blocks (pairs, with a reference) measured before stability is first checked. A confidence
+            interval of the median at 95% needs 6, so fewer only means the check starts failing earlier.
+        runs_per_block: Timed runs in a model's first block, and the least in any block.
+        min_block_ms: Later blocks get enough runs to last at least this long, in ms (capped by
+            ``max_runs_per_block``).
+        max_runs_per_block: Most timed runs in one block.
+        max_blocks: Blocks a round may add before it is declared noisy.
+        block_warmup: Untimed runs before each later block of a model.
+        target_ci_pct: Stability target: the CI half-width and the floor spread, in percent.
+        confidence: Confidence level of the CI.
+        remeasures: Extra rounds after a noisy one.
+        remeasure_pause_seconds: Pause before an extra round (a burst of load may pass), in seconds.
+        reference: Interleave the fixed reference model, and report the ratio to it.
+        pin_cpu: On this host, pin the worker to ``threads`` CPUs while timing (where the OS allows).
+        measure_memory: Also measure the peak memory of inference.
+        memory_runs: Runs of the model in the memory measurement.
+        step_timeout_seconds: Bound of one step on the device (a block, a copy, a memory measurement).
+    """
+
+    warmup: int = 10
+    blocks: int = 6
+    runs_per_block: int = 50
+    min_block_ms: float = 50.0
+    max_runs_per_block: int = 5000
+    max_blocks: int = 20
+    block_warmup: int = 2
+    target_ci_pct: float = 2.0
+    confidence: float = 0.95
+    remeasures: int = 1
+    remeasure_pause_seconds: float = 2.0
+    reference: bool = True
+    pin_cpu: bool = True
+    measure_memory: bool = True
+    memory_runs: int = 5
+    step_timeout_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        if (
+            self.warmup < 0
+            or self.blocks < 1
+            or self.runs_per_block < 1
+            or self.min_block_ms < 0
+            or self.max_runs_per_block < self.runs_per_block
+            or self.max_blocks < self.blocks
+            or self.block_warmup < 0
+            or self.target_ci_pct <= 0
+            or not 0.5 <= self.confidence < 1.0
+            or self.remeasures < 0
+            or self.remeasure_pause_seconds < 0
+            or self.memory_runs < 1
+            or self.step_timeout_seconds <= 0
+        ):
+            raise ValueError(f"invalid measure settings: {self}")
+
+    @property
+    def repeats(self) -> int:
+        """Timed runs of the model before the first stability check."""
+        return self.blocks * self.runs_per_block
+
+
+@dataclasses.dataclass(frozen=True)
+class Assessment:
+    """Whether blocks measured so far are stable (see the module docstring).
+
+    Attributes:
+        stable: Both criteria hold.
+        ci_half_width_pct: CI half-width of the stability figure, in percent (None: too few blocks).
+        floor_spread_pct: Second-lowest over lowest block figure, minus one, in percent.
+        reference_ratio: Median of the per-pair ratios (None without a reference).
+    """
+
+    stable: bool
+    ci_half_width_pct: float | None
+    floor_spread_pct: float | None
+    reference_ratio: float | None
+
+
+def assess(
+    candidate: Sequence[BlockTiming], reference: Sequence[BlockTiming], settings: MeasureSettings
+) -> Assessment:
+    """Apply the stability criteria to the blocks so far (``reference`` empty: none interleaved)."""
+    figures = [block.figure_ms for block in candidate]
+    floor = floor_spread_pct(figures)
+    ratio = None
+    if reference:
+        ratios = pair_ratios(candidate, reference)
+        ratio = float(np.median(ratios))
+        ci = median_ci_half_width_pct(ratios, settings.confidence)
+    else:
+        ci = median_ci_half_width_pct(figures, settings.confidence)
+    stable = (
+        len(candidate) >= settings.blocks
+        and ci is not None
+        and ci <= settings.target_ci_pct
+        and floor is not None
+        and floor <= settings.target_ci_pct
+    )
+    return Assessment(stable, ci, floor, ratio)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtocolOutcome:
+    """What :func:`run_protocol` measured.
+
+    Attributes:
+        candidate_blocks: The candidate's blocks, in order.
+        reference_blocks: The reference's blocks (empty without one); pair i is measured next to candidate i.
+        summary: Figures of the candidate's blocks.
+        reference_summary: Figures of the reference's blocks, or None.
+        assessment: The final stability assessment.
+        rounds: Rounds run (1 + re-measures).
+        seconds: Wall time of the protocol, in seconds.
+    """
+
+    candidate_blocks: tuple[BlockTiming, ...]
+    reference_blocks: tuple[BlockTiming, ...]
+    summary: BlockSummary
+    reference_summary: BlockSummary | None
+    assessment: Assessment
+    rounds: int
+    seconds: float
+
+    @property
+    def noisy(self) -> bool:
+        """Still unstable after every round."""
+        return not self.assessment.stable
+
+
+#: ``time_block(model, warmup, runs) -> BlockTiming``: one block of timed runs on the device.
+TimeBlock = Callable[[ModelT, int, int], BlockTiming]
+
+
+class _Plan(Generic[ModelT]):
+    """Warm-up and run count of each model's next block: the first block is the settings' and calibrates
+    how many runs later blocks need to last ``min_block_ms``."""
+
+    def __init__(self, settings: MeasureSettings) -> None:
+        self._settings = settings
+        self._runs: list[tuple[ModelT, int]] = []
+
+    def next(self, model: ModelT) -> tuple[int, int]:
+        """(warm-up runs, timed runs) of ``model``'s next block."""
+        for seen, runs in self._runs:
+            if seen is model:
+                return self._settings.block_warmup, runs
+        return self._settings.warmup, self._settings.runs_per_block
+
+    def record(self, model: ModelT, block: BlockTiming) -> None:
+        """Calibrate ``model``'s later blocks from its first one."""
+        if any(seen is model for seen, _ in self._runs):
+            return
+        s = self._settings
+        wanted = math.ceil(s.min_block_ms / block.figure_ms) if s.min_block_ms > 0 else 0
+        self._runs.append((model, int(min(s.max_runs_per_block, max(s.runs_per_block, wanted)))))
+
+
+def run_protocol(
+    time_block: TimeBlock[ModelT],
+    candidate: ModelT,
+    reference: ModelT | None,
+    settings: MeasureSettings,
+    *,
+    keepalive: Callable[[], None] = lambda: None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ProtocolOutcome:
+    """Measure ``candidate`` (interleaved with ``reference`` when given) until stable or out of rounds.
+
+    Args:
+        time_block: Runs one block on the device (a runner session's ``time_block``).
+        candidate: The staged model to measure.
+        reference: The staged reference model, or None.
+        settings: The protocol's settings.
+        keepalive: Called after every block pair (renews the device lease).
+        sleep: Waits between rounds (injected so tests need not wait).
+
+    Returns:
+        The blocks, their figures and the final assessment. Failures of ``time_block`` propagate.
+    """
+    if reference is candidate:
+        raise ValueError("the reference must be another staged model than the candidate")
+    started = time.perf_counter()
+    plan: _Plan[ModelT] = _Plan(settings)
+    candidate_blocks: list[BlockTiming] = []
+    reference_blocks: list[BlockTiming] = []
+    rounds = 0
+    assessment = Assessment(False, None, None, None)
+    for round_index in range(1 + settings.remeasures):
+        rounds += 1
+        if round_index > 0:
+            sleep(settings.remeasure_pause_seconds)
+        for _ in range(settings.max_blocks):
+            # ABBA: even pairs start with the candidate, odd pairs with the reference.
+            order = [candidate] if reference is None else (
+                [candidate, reference] if len(candidate_blocks) % 2 == 0 else [reference, candidate]
+            )
+            for model in order:
+                warmup, runs = plan.next(model)
+                block = time_block(model, warmup, runs)
+                plan.record(model, block)
+                (candidate_blocks if model is candidate else reference_blocks).append(block)
+            keepalive()
+            assessment = assess(candidate_blocks, reference_blocks, settings)
+            if assessment.stable:
+                break
+        if assessment.stable:
+            break
+    return ProtocolOutcome(
+        candidate_blocks=tuple(candidate_blocks),
+        reference_blocks=tuple(reference_blocks),
+        summary=summarize_blocks(candidate_blocks),
+        reference_summary=summarize_blocks(reference_blocks) if reference_blocks else None,
+        assessment=assessment,
+        rounds=rounds,
+        seconds=time.perf_counter() - started,
+    )
