@@ -19,9 +19,10 @@ One measurement of a model on a device:
      lowest, which is the reported ``latency_ms``.
 
    Otherwise blocks continue up to ``settings.max_blocks`` in the round.
-4. A round that ends unstable is *noisy*: after ``settings.remeasure_pause_seconds`` a new round adds up to
-   ``max_blocks`` more blocks (pooled with the earlier ones), at most ``settings.remeasures`` times. A result
-   still unstable after that is reported with ``noisy=True``.
+4. A round that ends unstable is *noisy*: after ``settings.remeasure_pause_seconds`` (a burst of load may
+   pass) the model is measured again in a new round, judged on its own blocks (a burst must not keep the
+   new round's CI wide), at most ``settings.remeasures`` times. The first stable round is reported; if none
+   is stable, the round with the tightest CI is reported with ``noisy=True``.
 
 The evidence for these choices is in STACK-NOTES.md ("Latency on this host is noisy") and ``_stats.py``.
 """
@@ -159,11 +160,12 @@ class ProtocolOutcome:
     """What :func:`run_protocol` measured.
 
     Attributes:
-        candidate_blocks: The candidate's blocks, in order.
-        reference_blocks: The reference's blocks (empty without one); pair i is measured next to candidate i.
+        candidate_blocks: The candidate's blocks of the reported round, in order.
+        reference_blocks: The reference's blocks of that round (empty without one); pair i is measured next
+            to candidate i.
         summary: Figures of the candidate's blocks.
         reference_summary: Figures of the reference's blocks, or None.
-        assessment: The final stability assessment.
+        assessment: The reported round's stability assessment.
         rounds: Rounds run (1 + re-measures).
         seconds: Wall time of the protocol, in seconds.
     """
@@ -187,27 +189,47 @@ TimeBlock = Callable[[ModelT, int, int], BlockTiming]
 
 
 class _Plan(Generic[ModelT]):
-    """Warm-up and run count of each model's next block: the first block is the settings' and calibrates
-    how many runs later blocks need to last ``min_block_ms``."""
+    """Warm-up and run count of each model's next block: a model's first block has the settings' runs and
+    calibrates how many runs its later blocks need to last ``min_block_ms``; each round starts warm-up anew."""
 
     def __init__(self, settings: MeasureSettings) -> None:
         self._settings = settings
         self._runs: list[tuple[ModelT, int]] = []
+        self._warm: list[ModelT] = []
+
+    def new_round(self) -> None:
+        """Forget which models are warm (a pause came before this round)."""
+        self._warm = []
 
     def next(self, model: ModelT) -> tuple[int, int]:
         """(warm-up runs, timed runs) of ``model``'s next block."""
+        warmup = self._settings.block_warmup if any(m is model for m in self._warm) else self._settings.warmup
         for seen, runs in self._runs:
             if seen is model:
-                return self._settings.block_warmup, runs
-        return self._settings.warmup, self._settings.runs_per_block
+                return warmup, runs
+        return warmup, self._settings.runs_per_block
 
     def record(self, model: ModelT, block: BlockTiming) -> None:
-        """Calibrate ``model``'s later blocks from its first one."""
+        """Note that ``model`` is warm, and calibrate its later blocks from its first one."""
+        if not any(m is model for m in self._warm):
+            self._warm.append(model)
         if any(seen is model for seen, _ in self._runs):
             return
         s = self._settings
         wanted = math.ceil(s.min_block_ms / block.figure_ms) if s.min_block_ms > 0 else 0
         self._runs.append((model, int(min(s.max_runs_per_block, max(s.runs_per_block, wanted)))))
+
+
+@dataclasses.dataclass
+class _Round:
+    candidate: list[BlockTiming]
+    reference: list[BlockTiming]
+    assessment: Assessment
+
+
+def _tightness(round_: _Round) -> float:
+    ci = round_.assessment.ci_half_width_pct
+    return math.inf if ci is None else ci
 
 
 def run_protocol(
@@ -230,42 +252,42 @@ def run_protocol(
         sleep: Waits between rounds (injected so tests need not wait).
 
     Returns:
-        The blocks, their figures and the final assessment. Failures of ``time_block`` propagate.
+        The reported round's blocks, figures and assessment. Failures of ``time_block`` propagate.
     """
     if reference is candidate:
         raise ValueError("the reference must be another staged model than the candidate")
     started = time.perf_counter()
     plan: _Plan[ModelT] = _Plan(settings)
-    candidate_blocks: list[BlockTiming] = []
-    reference_blocks: list[BlockTiming] = []
-    rounds = 0
-    assessment = Assessment(False, None, None, None)
+    rounds: list[_Round] = []
     for round_index in range(1 + settings.remeasures):
-        rounds += 1
         if round_index > 0:
             sleep(settings.remeasure_pause_seconds)
+            plan.new_round()
+        current = _Round([], [], Assessment(False, None, None, None))
+        rounds.append(current)
         for _ in range(settings.max_blocks):
             # ABBA: even pairs start with the candidate, odd pairs with the reference.
             order = [candidate] if reference is None else (
-                [candidate, reference] if len(candidate_blocks) % 2 == 0 else [reference, candidate]
+                [candidate, reference] if len(current.candidate) % 2 == 0 else [reference, candidate]
             )
             for model in order:
                 warmup, runs = plan.next(model)
                 block = time_block(model, warmup, runs)
                 plan.record(model, block)
-                (candidate_blocks if model is candidate else reference_blocks).append(block)
+                (current.candidate if model is candidate else current.reference).append(block)
             keepalive()
-            assessment = assess(candidate_blocks, reference_blocks, settings)
-            if assessment.stable:
+            current.assessment = assess(current.candidate, current.reference, settings)
+            if current.assessment.stable:
                 break
-        if assessment.stable:
+        if current.assessment.stable:
             break
+    chosen = current if current.assessment.stable else min(reversed(rounds), key=_tightness)
     return ProtocolOutcome(
-        candidate_blocks=tuple(candidate_blocks),
-        reference_blocks=tuple(reference_blocks),
-        summary=summarize_blocks(candidate_blocks),
-        reference_summary=summarize_blocks(reference_blocks) if reference_blocks else None,
-        assessment=assessment,
-        rounds=rounds,
+        candidate_blocks=tuple(chosen.candidate),
+        reference_blocks=tuple(chosen.reference),
+        summary=summarize_blocks(chosen.candidate),
+        reference_summary=summarize_blocks(chosen.reference) if chosen.reference else None,
+        assessment=chosen.assessment,
+        rounds=len(rounds),
         seconds=time.perf_counter() - started,
     )
