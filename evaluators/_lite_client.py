@@ -405,7 +405,8 @@ class MemoryResult:
         process_peak_bytes: The process's peak resident memory (VmHWM), in bytes.
         peak_reset: Whether the peak could be reset after the imports (``/proc/self/clear_refs``); if not, a
             model that needs less than the import's transient peak is under-reported (``lower_bound``).
-        lower_bound: ``inference_peak_bytes`` may be too low (see ``peak_reset``).
+        lower_bound: ``inference_peak_bytes`` may be too low (see ``peak_reset``; also when freed heap memory
+            could not be returned to the OS first, which only glibc's ``malloc_trim`` does).
         method: One line saying how the figure was obtained.
         runs: Timed runs made (after ``warmup``).
         warmup: Untimed runs first.

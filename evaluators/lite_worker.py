@@ -681,6 +681,22 @@ def op_measure(req: Request) -> Result:
     }
 
 
+def _release_free_heap() -> bool:
+    """Give freed heap memory back to the OS (``gc.collect`` + glibc ``malloc_trim(0)``); True if trimmed.
+
+    Without it, memory that the imports allocated and freed stays resident, the model's allocations reuse it
+    without raising the RSS, and the model's memory is under-reported (seen: a model with 4.2 MB of weights
+    measured +1.9 MB without the trim, +5.6 MB with it).
+    """
+    import gc  # noqa: PLC0415
+
+    gc.collect()
+    try:
+        return bool(ctypes.CDLL(None).malloc_trim(0))
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
 def _reset_peak_rss() -> bool:
     """Reset this process's peak resident memory (VmHWM) to its current RSS (Linux >= 4.0); True if done."""
     try:
@@ -702,6 +718,7 @@ def measure_memory_here(req: Request) -> Result:
     if warmup < 0 or runs < 1:
         raise ValueError("need warmup >= 0, runs >= 1")
     nb_file = _existing_file(_required(req, "nb_file"), "nb_file")
+    trimmed = _release_free_heap()
     reset = _reset_peak_rss()
     baseline_rss, baseline_peak = _rss_bytes()
     config = lite.MobileConfig()
@@ -716,18 +733,18 @@ def measure_memory_here(req: Request) -> Result:
     rss_after, peak_after = _rss_bytes()
     if baseline_rss is None or peak_after is None:
         raise RuntimeError("this system reports no resident memory (/proc/self/status has no VmRSS/VmHWM)")
-    if reset:
-        method = "fresh process; VmHWM reset after imports, peak minus the idle RSS before loading the model"
-        lower_bound = False
-    else:
-        method = "fresh process; VmHWM not resettable, peak minus the idle RSS before loading the model"
-        lower_bound = baseline_peak is not None and peak_after <= baseline_peak
+    method = "fresh process; %s; %s; peak minus the idle RSS before loading the model" % (
+        "free heap trimmed" if trimmed else "free heap not trimmed (not glibc): may under-report",
+        "VmHWM reset after imports" if reset else "VmHWM not resettable",
+    )
+    lower_bound = not trimmed or (not reset and baseline_peak is not None and peak_after <= baseline_peak)
     return {
         "inference_peak_bytes": max(0, peak_after - baseline_rss),
         "baseline_rss_bytes": baseline_rss,
         "process_peak_bytes": peak_after,
         "rss_after_bytes": rss_after,
         "peak_reset": reset,
+        "heap_trimmed": trimmed,
         "lower_bound": lower_bound,
         "method": method,
         "runs": runs,
@@ -741,7 +758,8 @@ def op_measure_memory(req: Request) -> Result:
     This worker is long-lived: its peak RSS (VmHWM) only grows, and its cached predictors and malloc
     arenas hide a new model's needs. So a child process imports Paddle Lite and builds the inputs, resets
     its VmHWM to its current RSS (``/proc/self/clear_refs`` = 5), notes that idle RSS, loads the model, runs
-    it ``warmup + runs`` times, and reports ``inference_peak_bytes = VmHWM - idle RSS``.
+    it ``warmup + runs`` times, and reports ``inference_peak_bytes = VmHWM - idle RSS``. Before the idle RSS is
+    noted, freed heap memory is returned to the OS (``malloc_trim``), or the model would reuse it unseen.
 
     Args (in the request): nb_file, inputs (as for ``measure``), seed, threads, power_mode, warmup, runs,
     child_timeout_seconds (default 120).
