@@ -38,12 +38,12 @@ from devicefit.evaluators._protocol import MeasureSettings, ProtocolOutcome, run
 from devicefit.evaluators._reference import ReferenceModel, ReferenceSource
 from devicefit.evaluators._runner import DeviceRunner, MemoryFigure, physical_device_key
 from devicefit.evaluators._ssh import SshRunner
-from devicefit.evaluators._stats import MIN_OF_BLOCK_MEDIANS, summarize_runs_ms
+from devicefit.evaluators._stats import MIN_OF_RUNS
 from devicefit.evaluators._types import LatencyResult
 from devicefit.spaces._export import Artifact
 
 __all__ = [
-    "MIN_OF_BLOCK_MEDIANS",
+    "MIN_OF_RUNS",
     "DeviceRunner",
     "HostRunner",
     "LatencyEvaluator",
@@ -52,7 +52,6 @@ __all__ = [
     "check_device",
     "default_latency",
     "host_latency",
-    "summarize_runs_ms",
 ]
 
 

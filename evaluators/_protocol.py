@@ -2,29 +2,30 @@
 
 One measurement of a model on a device:
 
-1. Warm-up: ``settings.warmup`` untimed runs before the model's first block (``settings.block_warmup`` before
-   each later block, because the other model's block has evicted it from the caches meanwhile).
+1. Warm-up: ``settings.warmup`` untimed runs before the model's first block of a round
+   (``settings.block_warmup`` before each later block, because the other model's block has evicted it from
+   the caches meanwhile).
 2. Blocks of timed runs: ``settings.runs_per_block`` runs in a model's first block; later blocks have
-   enough runs to last at least ``settings.min_block_ms`` (a block's median only filters out the bursts of
-   load that are shorter than half the block, and a scheduler time slice of another process is several
-   ms). When a reference model is given, its blocks are interleaved with the candidate's in the same
-   device session, in ABBA order (candidate, reference, reference, candidate, ...) so that a slow drift
-   does not favour either side.
-3. After at least ``settings.blocks`` blocks, the measurement is *stable* when both:
+   enough runs to last at least ``settings.min_block_ms`` (a block must outlast the scheduler's time slices
+   to say anything about them). When a reference model is given, its blocks are interleaved with the
+   candidate's in the same device session, in ABBA order (candidate, reference, reference, candidate, ...)
+   so that a slow drift does not favour either side.
+3. The reported latency is the fastest timed run (``min-of-runs``, see ``_stats.py`` for the evidence). After
+   at least ``settings.blocks`` blocks the measurement is *stable* when both:
 
-   - the 95% confidence interval of the median is within +-``settings.target_ci_pct`` percent of it: the
-     median of the per-pair ratios candidate/reference when a reference is interleaved, else the median of
-     the candidate's block figures (distribution-free, over blocks: see ``_stats.median_ci_ranks``);
-   - the floor is confirmed: the second-lowest block figure is within ``target_ci_pct`` percent of the
-     lowest, which is the reported ``latency_ms``.
+   - the floor is confirmed: ``settings.floor_blocks`` separate blocks have a run within
+     ``settings.floor_pct`` percent of the fastest one;
+   - the median is stable: the 95% confidence interval of the median is within +-``settings.target_ci_pct``
+     percent of it, over blocks (distribution-free, ``_stats.median_ci_ranks``): the median of the per-pair
+     ratios candidate/reference when a reference is interleaved (a burst slows both), else the median of
+     the candidate's block medians.
 
    Otherwise blocks continue up to ``settings.max_blocks`` in the round.
 4. A round that ends unstable is *noisy*: after ``settings.remeasure_pause_seconds`` (a burst of load may
-   pass) the model is measured again in a new round, judged on its own blocks (a burst must not keep the
-   new round's CI wide), at most ``settings.remeasures`` times. The first stable round is reported; if none
-   is stable, the round with the tightest CI is reported with ``noisy=True``.
-
-The evidence for these choices is in STACK-NOTES.md ("Latency on this host is noisy") and ``_stats.py``.
+   pass) the model is measured again in a new round, judged on its own blocks, at most
+   ``settings.remeasures`` times. The first stable round is reported; if none is stable, the round with the
+   tightest median CI is reported with ``noisy=True``. On a host whose other processes keep preempting the
+   runs, the median never settles and measurements are flagged noisy, while the fastest run still repeats.
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
-
-import numpy as np
 
 from devicefit.evaluators._stats import (
     BlockSummary,
@@ -63,7 +62,10 @@ class MeasureSettings:
         max_runs_per_block: Most timed runs in one block.
         max_blocks: Blocks a round may add before it is declared noisy.
         block_warmup: Untimed runs before each later block of a model.
-        target_ci_pct: Stability target: the CI half-width and the floor spread, in percent.
+        floor_blocks: Blocks that must reach the floor (see ``floor_pct``).
+        floor_pct: A block reaches the floor when its fastest run is within this many percent of the fastest
+            run of all.
+        target_ci_pct: Stability target of the median: the half-width of its CI, in percent.
         confidence: Confidence level of the CI.
         remeasures: Extra rounds after a noisy one.
         remeasure_pause_seconds: Pause before an extra round (a burst of load may pass), in seconds.
@@ -79,8 +81,10 @@ class MeasureSettings:
     runs_per_block: int = 50
     min_block_ms: float = 50.0
     max_runs_per_block: int = 5000
-    max_blocks: int = 20
+    max_blocks: int = 12
     block_warmup: int = 2
+    floor_blocks: int = 3
+    floor_pct: float = 1.0
     target_ci_pct: float = 2.0
     confidence: float = 0.95
     remeasures: int = 1
@@ -100,6 +104,8 @@ class MeasureSettings:
             or self.max_runs_per_block < self.runs_per_block
             or self.max_blocks < self.blocks
             or self.block_warmup < 0
+            or self.floor_blocks < 1
+            or self.floor_pct <= 0
             or self.target_ci_pct <= 0
             or not 0.5 <= self.confidence < 1.0
             or self.remeasures < 0
@@ -120,10 +126,12 @@ class Assessment:
     """Whether blocks measured so far are stable (see the module docstring).
 
     Attributes:
-        stable: Both criteria hold.
-        ci_half_width_pct: CI half-width of the stability figure, in percent (None: too few blocks).
-        floor_spread_pct: Second-lowest over lowest block figure, minus one, in percent.
-        reference_ratio: Median of the per-pair ratios (None without a reference).
+        stable: Both criteria hold (and there are at least ``settings.blocks`` blocks).
+        ci_half_width_pct: Half-width of the median's CI, in percent (None: too few blocks for one).
+        floor_spread_pct: How far the ``floor_blocks``-th fastest block minimum is above the fastest run, in
+            percent (None: fewer blocks than that).
+        reference_ratio: The candidate's fastest run over the reference's (None without a reference): it
+            repeats within +-0.2% across processes on this host where milliseconds move more.
     """
 
     stable: bool
@@ -136,21 +144,19 @@ def assess(
     candidate: Sequence[BlockTiming], reference: Sequence[BlockTiming], settings: MeasureSettings
 ) -> Assessment:
     """Apply the stability criteria to the blocks so far (``reference`` empty: none interleaved)."""
-    figures = [block.figure_ms for block in candidate]
-    floor = floor_spread_pct(figures)
+    floor = floor_spread_pct([block.min_ms for block in candidate], settings.floor_blocks)
     ratio = None
     if reference:
-        ratios = pair_ratios(candidate, reference)
-        ratio = float(np.median(ratios))
-        ci = median_ci_half_width_pct(ratios, settings.confidence)
+        ci = median_ci_half_width_pct(pair_ratios(candidate, reference), settings.confidence)
+        ratio = min(b.min_ms for b in candidate) / min(b.min_ms for b in reference)
     else:
-        ci = median_ci_half_width_pct(figures, settings.confidence)
+        ci = median_ci_half_width_pct([block.figure_ms for block in candidate], settings.confidence)
     stable = (
         len(candidate) >= settings.blocks
+        and floor is not None
+        and floor <= settings.floor_pct
         and ci is not None
         and ci <= settings.target_ci_pct
-        and floor is not None
-        and floor <= settings.target_ci_pct
     )
     return Assessment(stable, ci, floor, ratio)
 
@@ -285,8 +291,8 @@ def run_protocol(
     return ProtocolOutcome(
         candidate_blocks=tuple(chosen.candidate),
         reference_blocks=tuple(chosen.reference),
-        summary=summarize_blocks(chosen.candidate),
-        reference_summary=summarize_blocks(chosen.reference) if chosen.reference else None,
+        summary=summarize_blocks(chosen.candidate, settings.floor_blocks),
+        reference_summary=summarize_blocks(chosen.reference, settings.floor_blocks) if chosen.reference else None,
         assessment=chosen.assessment,
         rounds=len(rounds),
         seconds=time.perf_counter() - started,

@@ -40,9 +40,11 @@ class LatencyResult:
 
     Attributes:
         device_id: The device profile's id.
-        latency_ms: The figure used for decisions (see ``statistic``), in milliseconds.
+        latency_ms: The figure used for decisions (see ``statistic``), in milliseconds. Measured: the fastest
+            timed run (``min-of-runs``), which repeats where medians do not (see ``evaluators/_stats.py``).
         source: ``measured`` on the device, or ``predicted`` by a profile's model. Never mixed silently.
-        statistic: How ``latency_ms`` was derived from the runs (e.g. ``min-of-block-medians``).
+        statistic: How ``latency_ms`` was derived from the runs (``min-of-runs``; records made before the
+            protocol of ``evaluators/_protocol.py`` say ``min-of-block-medians``).
         p10_ms: 10th percentile of the timed runs, in ms (measured only; see ``spread_basis``).
         p90_ms: 90th percentile of the timed runs, in ms (measured only; see ``spread_basis``).
         cv: Coefficient of variation (standard deviation / mean) of the timed runs (measured only).
@@ -59,17 +61,19 @@ class LatencyResult:
         warmup: Untimed runs before the first block.
         power_mode: Paddle Lite power mode the runs used (ARM CPUs); None where the device has none (x86).
         cpu_affinity: CPUs the runs were pinned to, e.g. ``"1"`` or ``"2,3"``; None when not pinned.
-        stable: Whether the protocol's stability criterion was met (see ``evaluators/_protocol.py``).
-        noisy: The measurement stayed unstable after re-measuring: use its figure with care.
+        stable: Whether the protocol's stability criteria were met: the floor reached by several blocks, and
+            the median's CI within the target (see ``evaluators/_protocol.py``).
+        noisy: The measurement stayed unstable after re-measuring: the device was noisy (typically the median
+            scattered while ``latency_ms``, the fastest run, still held).
         remeasures: Extra measurement rounds the protocol ran because a round was unstable.
-        ci_half_width_pct: Half-width of the 95% confidence interval of the stability figure (the median
-            ratio to the reference when one was interleaved, else the median of block figures), in percent.
-        floor_spread_pct: How far the second-lowest block figure is above the lowest one, in percent: small
-            when the floor that ``latency_ms`` reports was reached more than once.
+        ci_half_width_pct: Half-width of the 95% confidence interval of the median, in percent: of the median
+            per-pair ratio to the reference when one was interleaved, else of the median of block medians.
+        floor_spread_pct: How far the fastest run of the third-fastest block is above ``latency_ms``, in
+            percent: small when separate blocks reached the floor that ``latency_ms`` reports.
         reference_id: Content hash (prefix) of the reference model interleaved with this one, or None.
-        reference_latency_ms: The reference's own figure in this measurement (same statistic), in ms.
-        reference_ratio: Median over interleaved block pairs of (this block / the reference's block): the
-            figure that ranks candidates on a noisy device.
+        reference_latency_ms: The reference's own figure in this measurement (its fastest run), in ms.
+        reference_ratio: ``latency_ms`` over ``reference_latency_ms``: comparable across measurements, hosts and
+            times with the same ``reference_id`` (it repeated within +-0.2% on this host).
         memory_peak_bytes: Peak memory of inference, in bytes (see ``memory_method``); None if not measured.
         memory_process_peak_bytes: Peak resident memory of the whole measuring process, in bytes.
         memory_method: How ``memory_peak_bytes`` was obtained.

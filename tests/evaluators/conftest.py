@@ -8,20 +8,17 @@ runners' whole path (copy, run, parse, clean up, time out) is exercised.
 from __future__ import annotations
 
 import dataclasses
-import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from devicefit.device_profiles import DeviceProfile, Reach
 from devicefit.evaluators._lite_client import LiteUnavailableError, LiteWorker, find_lite_python
 from devicefit.evaluators._protocol import MeasureSettings
 from devicefit.spaces._export import Artifact, export_inference_model
+from tests.fakes.devices import FakeBoard, FakePhone, make_fake_board, make_fake_phone, write_script
 
-FAKES = Path(__file__).resolve().parents[1] / "fakes"
 SEQ, D_IN = 8, 16
 
 #: A protocol small enough for tests: few runs, few blocks, no pauses.
@@ -98,92 +95,20 @@ def worker() -> Iterator[LiteWorker]:
         yield client
 
 
-def _wrapper(path: Path, lines: list[str]) -> Path:
-    path.write_text("#!/bin/sh\n" + "\n".join(lines) + "\n")
-    path.chmod(0o755)
-    return path
-
-
-@dataclasses.dataclass
-class FakePhone:
-    """A fake phone: the ``adb`` wrapper, its state file and sandbox, and a ``benchmark_bin`` to push."""
-
-    adb: Path
-    state_file: Path
-    root: Path
-    benchmark_bin: Path
-    serial: str = "FAKE0001"
-
-    def state(self) -> dict:
-        return json.loads(self.state_file.read_text())
-
-    def set_state(self, **changes: object) -> None:
-        self.state_file.write_text(json.dumps({**self.state(), **changes}))
-
-    def profile(self, *, places: str = "x86", benchmark_bin: Path | None = None, **fields: object) -> DeviceProfile:
-        reach = Reach(kind="adb", serial=self.serial, benchmark_bin=str(benchmark_bin or self.benchmark_bin))
-        defaults: dict[str, object] = {"unit": "cpu"}
-        return DeviceProfile(
-            id="fake-phone", name="FAKE phone", soc="x86 host posing as a phone", places=places, reach=reach,
-            **{**defaults, **fields},  # type: ignore[arg-type]
-        )
-
-    def files_left(self) -> list[Path]:
-        return sorted(p for p in self.root.rglob("*") if p.is_file())
-
-
 @pytest.fixture
 def fake_phone(tmp_path: Path) -> FakePhone:
     """A fake phone listed by the fake adb as FAKE0001, whose benchmark_bin is the fake one."""
-    root = tmp_path / "phone"
-    (root / "data" / "local" / "tmp").mkdir(parents=True)
-    state = tmp_path / "adb-state.json"
-    state.write_text(json.dumps({"root": str(root), "devices": {"FAKE0001": "device"}}))
-    adb = _wrapper(tmp_path / "adb", [f'exec "{sys.executable}" "{FAKES / "fake_adb.py"}" --state "{state}" "$@"'])
-    benchmark_bin = _wrapper(
-        tmp_path / "benchmark_bin", [f'exec "{lite_python()}" "{FAKES / "fake_benchmark_bin.py"}" "$@"']
-    )
-    return FakePhone(adb, state, root, benchmark_bin)
-
-
-def broken_benchmark_bin(directory: Path, name: str, lines: list[str]) -> Path:
-    """A user's benchmark_bin that misbehaves (crashes, hangs, prints something else)."""
-    return _wrapper(directory / name, lines)
-
-
-@dataclasses.dataclass
-class FakeBoard:
-    """A fake board: ``ssh``/``scp`` wrappers, their state file and the sandbox home folder."""
-
-    ssh: Path
-    scp: Path
-    state_file: Path
-    home: Path
-    host: str = "board-1"
-
-    def set_state(self, **changes: object) -> None:
-        state = json.loads(self.state_file.read_text())
-        self.state_file.write_text(json.dumps({**state, **changes}))
-
-    def profile(self, *, python: str | None = None, **fields: object) -> DeviceProfile:
-        reach = Reach(kind="ssh", host=self.host, python=python or lite_python())
-        return DeviceProfile(
-            id="fake-board", name="FAKE board", soc="x86 host posing as a board", unit="cpu", places="x86",
-            reach=reach, **fields,  # type: ignore[arg-type]
-        )
-
-    def files_left(self) -> list[Path]:
-        return sorted(p for p in self.home.rglob("*") if p.is_file())
+    lite_python()
+    return make_fake_phone(tmp_path)
 
 
 @pytest.fixture
 def fake_board(tmp_path: Path) -> FakeBoard:
     """A fake board 'board-1' whose login home is a sandbox folder and whose Python is the Lite interpreter."""
-    home = tmp_path / "board"
-    home.mkdir()
-    state = tmp_path / "ssh-state.json"
-    state.write_text(json.dumps({"home": str(home), "hosts": ["board-1"]}))
-    fake = FAKES / "fake_ssh.py"
-    ssh = _wrapper(tmp_path / "ssh", [f'exec "{sys.executable}" "{fake}" --state "{state}" ssh "$@"'])
-    scp = _wrapper(tmp_path / "scp", [f'exec "{sys.executable}" "{fake}" --state "{state}" scp "$@"'])
-    return FakeBoard(ssh, scp, state, home)
+    lite_python()
+    return make_fake_board(tmp_path)
+
+
+def broken_benchmark_bin(directory: Path, name: str, lines: list[str]) -> Path:
+    """A user's benchmark_bin that misbehaves (crashes, hangs, prints something else)."""
+    return write_script(directory / name, lines)

@@ -39,7 +39,7 @@ def test_a_phone_is_measured_with_benchmark_bin_and_left_clean(worker, fake_phon
     profile = fake_phone.profile(threads=2, power_mode="full", memory_limit_bytes=64 * 2**30)
     result = _evaluator(worker, fake_phone, reference_dir).latency(tiny.artifact, profile, tiny.inputs)
     assert result.source == "measured" and result.runner == "adb"
-    assert result.statistic == "min-of-block-means" and result.spread_basis == "block-means"
+    assert result.statistic == "min-of-runs" and result.spread_basis == "block-means"
     assert result.blocks >= QUICK.blocks and result.repeats == result.blocks * QUICK.runs_per_block
     assert 0 < result.latency_ms <= result.median_ms
     assert result.threads == 2 and result.power_mode == "full"

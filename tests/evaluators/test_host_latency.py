@@ -38,7 +38,7 @@ def test_the_host_protocol_reports_every_figure(worker, tiny, reference_dir) -> 
     settings = dataclasses.replace(QUICK, reference=True, blocks=3, max_blocks=3, runs_per_block=20)
     result = _evaluator(worker, reference_dir, settings).latency(tiny.artifact, HOST, tiny.inputs)
     assert result.source == "measured" and result.runner == "local" and result.places == "x86"
-    assert result.statistic == "min-of-block-medians" and result.spread_basis == "runs"
+    assert result.statistic == "min-of-runs" and result.spread_basis == "runs"
     assert result.blocks == 3 and result.repeats == 60 and result.runs_per_block == 20
     assert result.p10_ms <= result.median_ms <= result.p90_ms and result.latency_ms <= result.median_ms
     assert result.cv >= 0 and isinstance(result.stable, bool) and result.noisy == (not result.stable)
@@ -103,7 +103,7 @@ def test_the_cache_never_crosses_devices_threads_or_runtimes(worker, tiny, refer
 def test_only_fresh_measurements_go_into_the_cache(tmp_path) -> None:
     cache = LatencyCache(f"sqlite:///{tmp_path / 'study.db'}")
     key = CacheKey("h" * 64, "phone", "adb:A", "arm", "r", 1, "high")
-    result = LatencyResult("phone", 1.0, "measured", "min-of-block-medians", 1, 1, 0, 5, 1, 0.1, 10)
+    result = LatencyResult("phone", 1.0, "measured", "min-of-runs", 1, 1, 0, 5, 1, 0.1, 10)
     cache.put(key, result)
     assert cache.get(key) == result
     with pytest.raises(ValueError, match="only fresh measurements"):
