@@ -303,6 +303,8 @@ class AdbSession(DeviceSession):
             backend=self.backend,
             nnadapter_device_names=self.nnadapter_devices,
             memory_profile=memory_profile,
+            opencl_cache_dir=self.directory,
+            opencl_files_prefix=model.name,
         )
 
     def _benchmark(self, args: BenchmarkArgs, what: str) -> BenchmarkReport:

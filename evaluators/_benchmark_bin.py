@@ -14,6 +14,9 @@ Flags used (gflags, ``--name=value``):
 - ``--warmup=<n>``, ``--repeats=<n>``, ``--threads=<n>``;
 - ``--power_mode=<n>``: Paddle Lite's ``PowerMode`` (0 high/big cores, 1 low, 2 full, 3 no bind, 4 and 5 random);
 - ``--backend=arm|opencl,arm|nnadapter,arm|x86`` and, for NNAdapter, ``--nnadapter_device_names=<device>``;
+- for OpenCL backends ``--opencl_cache_dir=<dir>``, ``--opencl_kernel_cache_file=<name>`` and
+  ``--opencl_tuned_file=<name>``: compiled kernels and tuning results go to the session folder under a name
+  per model (the docs recommend unique names); without them an Android build writes into /data/local/tmp;
 - ``--enable_memory_profile=true`` (Linux and Android builds): a thread samples ``getrusage`` max RSS every
   5 ms, which disturbs timing, so devicefit asks for memory in a separate run.
 
@@ -83,6 +86,8 @@ class BenchmarkArgs:
         backend: ``arm``, ``opencl,arm``, ``nnadapter,arm``, ``x86`` ...
         nnadapter_device_names: For ``nnadapter`` backends, e.g. ``huawei_kirin_npu``.
         memory_profile: Ask for the memory report (disturbs timing).
+        opencl_cache_dir: For OpenCL backends: where compiled kernels and tuning results go.
+        opencl_files_prefix: For OpenCL backends: their file names start with this (one per model).
     """
 
     model_file: str
@@ -96,6 +101,8 @@ class BenchmarkArgs:
     backend: str
     nnadapter_device_names: str | None = None
     memory_profile: bool = False
+    opencl_cache_dir: str | None = None
+    opencl_files_prefix: str = "model"
 
     def __post_init__(self) -> None:
         if not self.input_shapes:
@@ -128,6 +135,12 @@ class BenchmarkArgs:
         ]
         if self.nnadapter_device_names:
             argv.append(f"--nnadapter_device_names={self.nnadapter_device_names}")
+        if self.opencl_cache_dir and "opencl" in self.backend:
+            argv += [
+                f"--opencl_cache_dir={self.opencl_cache_dir}",
+                f"--opencl_kernel_cache_file={self.opencl_files_prefix}_opencl_kernels.bin",
+                f"--opencl_tuned_file={self.opencl_files_prefix}_opencl_tuned.params",
+            ]
         if self.memory_profile:
             argv.append("--enable_memory_profile=true")
         return argv

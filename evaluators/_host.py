@@ -9,7 +9,6 @@ from pathlib import Path
 from devicefit.device_profiles._profile import DeviceProfile
 from devicefit.evaluators._errors import DeviceCommandError, MeasurementTimeout, UnparsableOutputError
 from devicefit.evaluators._lite_client import (
-    LiteOpError,
     LiteProtocolError,
     LiteWorker,
     LiteWorkerCrashed,
@@ -34,7 +33,11 @@ def pinning_cpus(threads: int) -> list[int] | None:
 
 
 def lite_error_to_measurement(exc: LiteWorkerError, device_id: str, where: str) -> Exception:
-    """Map a Lite worker failure to the measurement error that says why (the caller raises it ``from exc``)."""
+    """The measurement error that says why a Lite worker request failed (the caller raises it ``from exc``).
+
+    A timeout stays a timeout, an answer that is not the protocol is unparsable output, and a crash or an
+    error inside the worker is a failed command on the device.
+    """
     tail = exc.stderr_tail[-20:]
     if isinstance(exc, LiteWorkerTimeout):
         return MeasurementTimeout(
@@ -42,11 +45,8 @@ def lite_error_to_measurement(exc: LiteWorkerError, device_id: str, where: str) 
         )
     if isinstance(exc, LiteProtocolError):
         return UnparsableOutputError(f"{where}: {exc}", device_id=device_id, output_tail=tail)
-    if isinstance(exc, LiteWorkerCrashed):
-        return DeviceCommandError(f"{where}: {exc}", exit_code=exc.exit_code, device_id=device_id, output_tail=tail)
-    if isinstance(exc, LiteOpError):
-        return DeviceCommandError(f"{where}: {exc}", exit_code=None, device_id=device_id, output_tail=tail)
-    return DeviceCommandError(f"{where}: {exc}", exit_code=None, device_id=device_id, output_tail=tail)
+    exit_code = exc.exit_code if isinstance(exc, LiteWorkerCrashed) else None
+    return DeviceCommandError(f"{where}: {exc}", exit_code=exit_code, device_id=device_id, output_tail=tail)
 
 
 class LiteWorkerSession(DeviceSession):

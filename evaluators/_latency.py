@@ -124,6 +124,11 @@ class MeasuredLatency(LatencyEvaluator):
         cache: LatencyCache | None = None,
         reference: ReferenceSource | None = None,
     ) -> None:
+        if leases is not None and leases.ttl_seconds < 2 * settings.step_timeout_seconds:
+            raise ValueError(
+                f"the lease ttl ({leases.ttl_seconds:g} s) must be at least twice the step timeout "
+                f"({settings.step_timeout_seconds:g} s): the lease is renewed between steps"
+            )
         self.worker = worker
         self.runners = dict(runners)
         self.settings = settings
@@ -235,6 +240,7 @@ class MeasuredLatency(LatencyEvaluator):
             with runner.open(profile, self.settings) as session:
                 lease.keepalive()
                 candidate = session.stage("candidate", nb_file, sample_inputs)
+                lease.keepalive()
                 staged_reference = (
                     session.stage("reference", reference_nb, reference.inputs)
                     if reference is not None and reference_nb is not None
@@ -249,7 +255,7 @@ class MeasuredLatency(LatencyEvaluator):
                 )
                 if self.settings.measure_memory:
                     memory = session.peak_memory(candidate, self.settings.block_warmup, self.settings.memory_runs)
-                lease.keepalive()  # raises if the lease was lost meanwhile
+                lease.keepalive()  # a lease lost meanwhile (expired, taken over) drops the measurement
                 session_facts = (session.power_mode, session.cpu_affinity)
         result = self._result(
             profile,

@@ -254,7 +254,7 @@ def run_protocol(
         candidate: The staged model to measure.
         reference: The staged reference model, or None.
         settings: The protocol's settings.
-        keepalive: Called after every block pair (renews the device lease).
+        keepalive: Called after every block (renews the device lease).
         sleep: Waits between rounds (injected so tests need not wait).
 
     Returns:
@@ -279,9 +279,9 @@ def run_protocol(
             for model in order:
                 warmup, runs = plan.next(model)
                 block = time_block(model, warmup, runs)
+                keepalive()
                 plan.record(model, block)
                 (current.candidate if model is candidate else current.reference).append(block)
-            keepalive()
             current.assessment = assess(current.candidate, current.reference, settings)
             if current.assessment.stable:
                 break

@@ -147,6 +147,13 @@ def test_flags_follow_the_documented_form() -> None:
         "--enable_memory_profile=true",
     ]
     assert benchmark_backend("opencl,arm") == ("opencl,arm", None)
+    gpu = _args(backend="opencl,arm", opencl_cache_dir="/data/local/tmp/devicefit/s", opencl_files_prefix="candidate")
+    assert gpu.to_argv()[-3:] == [
+        "--opencl_cache_dir=/data/local/tmp/devicefit/s",  # compiled kernels stay in the session folder
+        "--opencl_kernel_cache_file=candidate_opencl_kernels.bin",
+        "--opencl_tuned_file=candidate_opencl_tuned.params",
+    ]
+    assert not any("opencl" in flag for flag in _args(opencl_cache_dir="/x").to_argv())  # CPU backend
     with pytest.raises(ValueError, match="feeds only"):
         _args(input_types=("bool",))
 
