@@ -319,10 +319,13 @@ def _task_ids() -> list[int]:
         return [0]
 
 
-def _restore_affinity(saved: dict[int, set[int]]) -> None:
-    for tid, mask in saved.items():
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(tid, mask)
+def _restore_affinity(saved: dict[int, set[int]], default: Optional[set[int]]) -> None:
+    """Give each thread its mask back; threads started while pinned (a math library's pool) get ``default``."""
+    for tid in _task_ids() if default is not None else list(saved):
+        mask = saved.get(tid, default)
+        if mask is not None:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, mask)
 
 
 @contextlib.contextmanager
@@ -330,15 +333,18 @@ def pinned_to(cpus: Optional[list[int]]) -> Iterator[Optional[list[int]]]:
     """Pin every thread of this process to ``cpus`` for the duration (Linux); restore the masks afterwards.
 
     ``os.sched_setaffinity`` acts on one thread, so each thread of the process is pinned (the math
-    libraries' pools included); threads started inside inherit the pinned mask of their creator.
+    libraries' pools included); threads started inside inherit the pinned mask of their creator, and get the
+    process's original mask when the pinning ends.
 
     Yields:
         The CPUs pinned to, or None when ``cpus`` is empty or the OS does not allow it (then nothing changed).
     """
     saved: dict[int, set[int]] = {}
+    original: Optional[set[int]] = None
     applied: Optional[list[int]] = None
     if cpus and hasattr(os, "sched_setaffinity"):
         wanted = sorted({int(c) for c in cpus})
+        original = os.sched_getaffinity(0)
         try:
             for tid in _task_ids():
                 try:
@@ -348,12 +354,12 @@ def pinned_to(cpus: Optional[list[int]]) -> Iterator[Optional[list[int]]]:
                     continue  # the thread ended meanwhile
             applied = wanted
         except OSError:  # e.g. a CPU outside this process's allowed set
-            _restore_affinity(saved)
-            saved = {}
+            _restore_affinity(saved, original)
+            saved, original = {}, None
     try:
         yield applied
     finally:
-        _restore_affinity(saved)
+        _restore_affinity(saved, original)
 
 
 def _set_inputs(predictor: Any, arrays: list[tuple[Optional[str], Any]]) -> None:
