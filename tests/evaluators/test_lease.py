@@ -1,20 +1,44 @@
-"""Device leases in the study's database: exclusive across processes, expiring, bounded waits, typed errors."""
+"""Device leases in the study's database: exclusive across processes, expiring, bounded waits, typed errors.
+
+Every test runs on both storages a study can have: a SQLite file, and a real PostgreSQL server (a throwaway
+cluster of tests/support/postgres.py, as the distributed-search tests use).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
 from devicefit.evaluators._errors import DeviceBusyError, LeaseLostError
 from devicefit.evaluators._lease import DeviceLeases
+from tests.support.postgres import ThrowawayPostgres
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    with ThrowawayPostgres() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'study.db'}"
+    return request.getfixturevalue("postgres").url
+
+
+@pytest.fixture
+def phone() -> str:
+    """A device key no other test uses (the PostgreSQL database is shared by the module's tests)."""
+    return f"adb:PHONE-{secrets.token_hex(4)}"
 
 
 class Clock:
@@ -25,55 +49,55 @@ class Clock:
         return self.now
 
 
-def _url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'study.db'}"
-
-
-def test_a_held_device_is_not_given_twice_but_another_device_is(tmp_path) -> None:
-    leases = DeviceLeases(_url(tmp_path))
-    lease = leases.try_acquire("adb:PHONE1", "sd865")
+def test_a_held_device_is_not_given_twice_but_another_device_is(url, phone) -> None:
+    leases = DeviceLeases(url)
+    lease = leases.try_acquire(phone, "sd865")
     assert lease is not None
-    assert leases.try_acquire("adb:PHONE1", "sd865-gpu") is None  # the same phone through another profile
-    other = leases.try_acquire("adb:PHONE2", "pixel")
+    assert leases.try_acquire(phone, "sd865-gpu") is None  # the same phone through another profile
+    other = leases.try_acquire(phone + "-other", "pixel")
     assert other is not None
-    assert leases.holder_of("adb:PHONE1")[0] == lease.holder
+    assert leases.holder_of(phone)[0] == lease.holder
     lease.release()
-    assert leases.holder_of("adb:PHONE1") is None
-    again = leases.try_acquire("adb:PHONE1")
+    other.release()
+    assert leases.holder_of(phone) is None
+    again = leases.try_acquire(phone)
     assert again is not None and again.holder != lease.holder
+    again.release()
 
 
-def test_an_expired_lease_is_taken_over_and_its_old_holder_learns_it(tmp_path) -> None:
+def test_an_expired_lease_is_taken_over_and_its_old_holder_learns_it(url, phone) -> None:
     clock = Clock()
-    first = DeviceLeases(_url(tmp_path), ttl_seconds=10, clock=clock)
-    second = DeviceLeases(_url(tmp_path), ttl_seconds=10, clock=clock)
-    old = first.try_acquire("ssh:board")
+    first = DeviceLeases(url, ttl_seconds=10, clock=clock)
+    second = DeviceLeases(url, ttl_seconds=10, clock=clock)
+    old = first.try_acquire(phone)
     clock.now += 5
-    assert second.try_acquire("ssh:board") is None
+    assert second.try_acquire(phone) is None
     old.keepalive()  # a third of the ttl has passed: renewed until now + 10
     clock.now += 9
-    assert second.try_acquire("ssh:board") is None  # renewed, so not expired yet
+    assert second.try_acquire(phone) is None  # renewed, so not expired yet
     clock.now += 2
-    new = second.try_acquire("ssh:board")
+    new = second.try_acquire(phone)
     assert new is not None
     clock.now += 4
     with pytest.raises(LeaseLostError, match="taken over during the measurement"):
         old.keepalive()
     old.release()  # releasing a lost lease leaves the new holder's row alone
-    assert first.holder_of("ssh:board")[0] == new.holder
+    assert first.holder_of(phone)[0] == new.holder
+    new.release()
 
 
-def test_waiting_is_bounded_and_names_the_holder(tmp_path) -> None:
-    leases = DeviceLeases(_url(tmp_path), poll_seconds=0.05)
-    holder = leases.acquire("adb:PHONE1", "sd865")
+def test_waiting_is_bounded_and_names_the_holder(url, phone) -> None:
+    leases = DeviceLeases(url, poll_seconds=0.05)
+    holder = leases.acquire(phone, "sd865")
     started = time.monotonic()
-    with pytest.raises(DeviceBusyError, match=r"adb:PHONE1 is busy: held by .*:\d+:") as caught:
-        leases.acquire("adb:PHONE1", "sd865", wait_seconds=0.5)
+    with pytest.raises(DeviceBusyError, match=rf"{phone} is busy: held by .*:\d+:") as caught:
+        leases.acquire(phone, "sd865", wait_seconds=0.5)
     assert 0.5 <= time.monotonic() - started < 10
     assert caught.value.holder == holder.holder and caught.value.waited_seconds >= 0.5
-    with leases.hold("adb:PHONE2") as lease:  # the context manager releases
+    holder.release()
+    with leases.hold(phone + "-2") as lease:  # the context manager releases
         assert lease.holder
-    assert leases.holder_of("adb:PHONE2") is None
+    assert leases.holder_of(phone + "-2") is None
 
 
 WORKER_SCRIPT = textwrap.dedent(
@@ -94,15 +118,12 @@ WORKER_SCRIPT = textwrap.dedent(
 )
 
 
-def test_processes_contending_for_one_phone_measure_one_at_a_time(tmp_path) -> None:
+def test_processes_contending_for_one_phone_measure_one_at_a_time(url, phone, tmp_path) -> None:
     script = tmp_path / "contend.py"
     script.write_text(WORKER_SCRIPT)
-    url = _url(tmp_path)
-    DeviceLeases(url).holder_of("adb:PHONE1")  # create the table before the stampede
+    DeviceLeases(url).holder_of(phone)  # create the table before the stampede
     outputs = [tmp_path / f"spans{i}.json" for i in range(4)]
-    processes = [
-        subprocess.Popen([sys.executable, str(script), url, "adb:PHONE1", "3", str(out)]) for out in outputs
-    ]
+    processes = [subprocess.Popen([sys.executable, str(script), url, phone, "3", str(out)]) for out in outputs]
     for process in processes:
         assert process.wait(timeout=180) == 0
     spans = sorted(tuple(span) for out in outputs for span in json.loads(out.read_text()))
@@ -111,30 +132,48 @@ def test_processes_contending_for_one_phone_measure_one_at_a_time(tmp_path) -> N
         assert start >= end, "two processes held the same phone at once"
 
 
-def test_a_dead_worker_does_not_hold_the_phone_forever(tmp_path) -> None:
-    url = _url(tmp_path)
+def test_a_dead_worker_does_not_hold_the_phone_forever(url, phone, tmp_path) -> None:
     script = tmp_path / "hold_and_die.py"
     script.write_text(
         textwrap.dedent(
             """
             import sys, time
             from devicefit.evaluators._lease import DeviceLeases
-            lease = DeviceLeases(sys.argv[1], ttl_seconds=5).acquire("adb:PHONE1")
+            lease = DeviceLeases(sys.argv[1], ttl_seconds=5).acquire(sys.argv[2])
             print("HELD", flush=True)
             time.sleep(600)
             """
         )
     )
-    holder = subprocess.Popen([sys.executable, str(script), url], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, str(script), url, phone], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "HELD"
         os.kill(holder.pid, signal.SIGKILL)  # dies without releasing
         holder.wait(timeout=30)
         leases = DeviceLeases(url, ttl_seconds=5, poll_seconds=0.1)
-        assert leases.try_acquire("adb:PHONE1") is None  # still within its ttl
-        lease = leases.acquire("adb:PHONE1", wait_seconds=30)
+        assert leases.try_acquire(phone) is None  # still within its ttl
+        lease = leases.acquire(phone, wait_seconds=30)
         assert lease.holder.split(":")[1] == str(os.getpid())
     finally:
         if holder.poll() is None:
             holder.kill()
             holder.wait(timeout=30)
+
+
+def test_the_cache_round_trips_on_both_storages(url, phone) -> None:
+    import dataclasses
+
+    from devicefit.evaluators._cache import CacheKey, LatencyCache
+    from devicefit.evaluators._types import LatencyResult
+
+    cache = LatencyCache(url)
+    key = CacheKey("h" * 64, "phone", phone, "arm", "benchmark_bin sha256:1", 4, "high")
+    assert cache.get(key) is None
+    result = LatencyResult(
+        "phone", 2.5, "measured", "min-of-runs", 2.5, 3.0, 0.1, 100, 4, 1.0, 1000,
+        nnadapter_ops={"matmul_v2": 4}, cpu_fallback_ops={"layer_norm": 2},
+    )
+    cache.put(key, result)
+    cache.put(key, dataclasses.replace(result, latency_ms=2.4))  # a newer measurement replaces the old one
+    assert cache.get(key) == dataclasses.replace(result, latency_ms=2.4)
+    assert LatencyCache(url).get(dataclasses.replace(key, threads=2)) is None
