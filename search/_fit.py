@@ -19,7 +19,7 @@ import numpy as np
 
 from devicefit.device_profiles._profile import DeviceProfile
 from devicefit.evaluators._accuracy import DistillationEvaluator, DistillationSettings, predict_logits, top1_accuracy
-from devicefit.evaluators._latency import LatencyEvaluator, MeasureSettings, host_latency
+from devicefit.evaluators._latency import LatencyEvaluator, MeasureSettings, MeasuredLatency, default_latency
 from devicefit.evaluators._lite_client import LiteUnavailableError
 from devicefit.evaluators._types import AccuracyResult
 from devicefit.search._budget import Budget
@@ -173,7 +173,8 @@ class Fit:
         task: The teacher and its data.
         settings: The run's settings.
         progress: Where progress lines go.
-        latency: The latency evaluator; by default the host runner through a Lite worker.
+        latency: The latency evaluator; by default Paddle Lite measurements on this host, phones (adb) and
+            boards (ssh), with device leases and the latency cache in the study's database.
         space: The search space; by default a :class:`TransformerSpace` of the teacher.
         run_spec: What ``devicefit worker`` needs to join this search (stored in the study when it is created).
     """
@@ -211,7 +212,12 @@ class Fit:
             from devicefit.evaluators._lite_client import LiteWorker
 
             self._owned_worker = LiteWorker()
-            self._latency = host_latency(self._owned_worker, self.settings.measure)
+            self._latency = default_latency(
+                self._owned_worker,
+                self.settings.measure,
+                storage_url=self.settings.storage_url,
+                reference_dir=self.settings.out / "reference",
+            )
         return self._latency
 
     def _check_lite(self) -> None:
@@ -222,11 +228,14 @@ class Fit:
             self._owned_worker.hello()
 
     def close(self) -> None:
-        """Stop the Lite worker this run started, if any, and release the database connections."""
+        """Stop the Lite worker this run started, if any, and release the database connections (claims, and
+        the evaluator's leases and cache)."""
         if self._claims is not None:
             self._claims.close()
             self._claims = None
         if self._owned_worker is not None:
+            if isinstance(self._latency, MeasuredLatency):
+                self._latency.close()
             self._owned_worker.close()
             self._owned_worker = None
 
@@ -251,8 +260,11 @@ class Fit:
             ("accuracy", f"{s.distillation.fidelity} logit distillation on train, scored on val"),
             (
                 "latency",
-                f"measured with Paddle Lite: {s.measure.warmup} warm-up, {s.measure.blocks}x"
-                f"{s.measure.runs_per_block} timed runs, min of block medians",
+                f"measured with Paddle Lite: the fastest run, after {s.measure.warmup} warm-up, in blocks of >= "
+                f"{s.measure.runs_per_block} runs (>= {s.measure.min_block_ms:g} ms)"
+                f"{' interleaved with a reference model' if s.measure.reference else ''} until {s.measure.floor_blocks}"
+                f" blocks reach it and the median's CI is within +-{s.measure.target_ci_pct:g}% ({s.measure.blocks}.."
+                f"{s.measure.max_blocks} blocks, {s.measure.remeasures} re-measure when noisy)",
             ),
             ("output", str(s.out)),
         ]

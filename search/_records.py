@@ -2,7 +2,10 @@
 
 Each finished trial carries:
   - flat user attributes for ``study.trials_dataframe()`` and optuna-dashboard: ``key``, ``accuracy``,
-    ``accuracy_fidelity``, ``latency_ms:<device>``, ``latency_source:<device>``, ``size_bytes``;
+    ``accuracy_fidelity``, ``latency_ms:<device>``, ``latency_source:<device>``, ``size_bytes``; for measured
+    latencies also ``latency_cache_hit:<device>`` and ``latency_noisy:<device>``, and where known
+    ``memory_peak_bytes:<device>`` (peak memory of inference, the figure a memory limit constrains) and
+    ``cpu_fallback_ops:<device>`` (NNAdapter places: op type -> ops left on the CPU);
   - ``record``: the whole :class:`TrialRecord` as JSON-ready data (what reports and exports rebuild from).
 """
 
@@ -137,5 +140,12 @@ class TrialRecord:
         for device, result in self.latencies.items():
             attrs[f"latency_ms:{device}"] = result.latency_ms
             attrs[f"latency_source:{device}"] = result.source
+            if result.source == "measured":
+                attrs[f"latency_cache_hit:{device}"] = result.cache_hit
+                attrs[f"latency_noisy:{device}"] = result.noisy
+            if result.memory_peak_bytes is not None:
+                attrs[f"memory_peak_bytes:{device}"] = result.memory_peak_bytes
+            if result.cpu_fallback_ops is not None:
+                attrs[f"cpu_fallback_ops:{device}"] = result.cpu_fallback_ops
         attrs[RECORD_ATTR] = self.to_dict()
         return attrs

@@ -243,6 +243,28 @@ def check_output_folder(out: Path) -> None:
         raise BadInput(f"--out {out}: cannot write in {ancestor} ({exc.strerror})") from None
 
 
+def check_measurable(device_arg: str, profile: object) -> None:
+    """Fail early, in one line, unless the device can be measured now (adb/ssh reachable, tools installed).
+
+    Raises:
+        BadInput: The device is reached by ``none`` (only predictable), or its phone/board cannot be reached.
+    """
+    from devicefit.device_profiles import DeviceProfile
+    from devicefit.evaluators._errors import DeviceUnavailableError
+    from devicefit.evaluators._latency import check_device
+
+    assert isinstance(profile, DeviceProfile)
+    if profile.reach.kind == "none":
+        raise BadInput(
+            f"--device {device_arg}: it is reached by 'none', so its latency cannot be measured here "
+            "(set reach.kind to local, adb or ssh in a copy of its profile)"
+        )
+    try:
+        check_device(profile)
+    except DeviceUnavailableError as exc:
+        raise BadInput(f"--device {device_arg}: {exc}") from None
+
+
 def _load_devices(device_ids: Sequence[str]) -> list[Any]:
     from devicefit.device_profiles import SchemaError, UnknownDeviceError, load_profile
 
@@ -250,11 +272,7 @@ def _load_devices(device_ids: Sequence[str]) -> list[Any]:
     try:
         for device_id in device_ids:
             profile = load_profile(device_id)
-            if profile.reach.kind != "local":
-                raise BadInput(
-                    f"--device {device_id}: it is reached by '{profile.reach.kind}'; this version of devicefit "
-                    "measures only on this host (devices with reach 'local')"
-                )
+            check_measurable(device_id, profile)
             devices.append(profile)
     except (UnknownDeviceError, SchemaError) as exc:
         raise BadInput(str(exc).strip("'\"")) from None

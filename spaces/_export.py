@@ -7,10 +7,12 @@ Paddle (:attr:`Artifact.simulation_dir`). :func:`program_logits` runs any of the
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +158,13 @@ def export_inference_model(layer: Any, input_spec: list[Any], directory: Path) -
     The saved program is the eval-mode function of ``layer`` without identity dropouts
     (:func:`without_inference_dropout`); ``layer`` itself is not changed.
 
+    The files are byte-identical for the same program and weights, whichever process exports them, however
+    many models it built before, and from wherever it is called: the latency cache keys measurements by
+    :attr:`Artifact.content_hash`. Paddle names tensors from process-wide counters (``linear_57.w_0``) and
+    records each op's Python call stack (``op_callstack``), so the export names parameters and buffers
+    after their place in the layer (``encoder.layers.0.linear1.weight``), restarts the name counters for
+    tracing (``unique_name.guard``), and empties the recorded call stacks.
+
     Args:
         layer: The model, in eval mode. Its ``forward`` must name its first parameter ``self``.
         input_spec: ``paddle.static.InputSpec`` list describing ``forward``'s inputs.
@@ -166,9 +175,40 @@ def export_inference_model(layer: Any, input_spec: list[Any], directory: Path) -
     directory.mkdir(parents=True, exist_ok=True)
     inference_layer = without_inference_dropout(layer)
     inference_layer.eval()
-    static_layer = paddle.jit.to_static(inference_layer, input_spec=input_spec, full_graph=True)
-    paddle.jit.save(static_layer, str(directory / MODEL_PREFIX))
+    with _structured_tensor_names(inference_layer), paddle.utils.unique_name.guard():
+        static_layer = paddle.jit.to_static(inference_layer, input_spec=input_spec, full_graph=True)
+        paddle.jit.save(static_layer, str(directory / MODEL_PREFIX))
+    strip_op_callstacks(directory / MODEL_FILE)
     return Artifact.from_directory(directory)
+
+
+@contextlib.contextmanager
+def _structured_tensor_names(layer: Any) -> Iterator[None]:
+    """Name every parameter and buffer after its path in ``layer`` for the duration; restore the names after."""
+    tensors = [*layer.named_parameters(), *layer.named_buffers()]
+    original = [tensor.name for _, tensor in tensors]
+    try:
+        for path, tensor in tensors:
+            tensor.name = path
+        yield
+    finally:
+        for (_, tensor), name in zip(tensors, original):
+            tensor.name = name
+
+
+def strip_op_callstacks(model_file: Path) -> None:
+    """Empty the ``op_callstack`` attribute of every op of a saved program: it holds the exporting process's
+    file paths and line numbers, which would make the same model's bytes differ between call sites and hosts."""
+    import_paddle()
+    from paddle.base.proto import framework_pb2
+
+    program = framework_pb2.ProgramDesc.FromString(model_file.read_bytes())
+    for block in program.blocks:
+        for op in block.ops:
+            for attr in op.attrs:
+                if attr.name == "op_callstack":
+                    del attr.strings[:]
+    model_file.write_bytes(program.SerializeToString(deterministic=True))
 
 
 def program_logits(directory: Path, inputs: tuple[np.ndarray, ...], *, batch_size: int = 256) -> np.ndarray:

@@ -429,14 +429,20 @@ class TransformerSpace(SearchSpace):
         return student
 
     def fp32_weight_names(self, student: Any, candidate: Candidate) -> list[str]:
-        """Names of the student's projection weights that stay fp32 in an int8 candidate (mixed precision)."""
+        """Names of the student's projection weights that stay fp32 in an int8 candidate (mixed precision).
+
+        They are the weights' paths in the student (``encoder.layers.0.linear1.weight``): the exported program
+        names its weights so (``export_inference_model``), which keeps exports byte-identical across processes.
+        """
         names = []
         block = self.layout.block
         for position, layer in enumerate(candidate.layers):
             if layer in candidate.fp32_layers:
                 base = self.layout.block_path(position)
                 for role in ("query", "key", "value", "attention_output", "ffn_in", "ffn_out"):
-                    names.append(get_parameter(student, join(base, block.projection(role), "weight")).name)
+                    path = join(base, block.projection(role), "weight")
+                    get_parameter(student, path)  # raises if the layout does not match the student
+                    names.append(path)
         return names
 
     def deploy(self, student: Any, candidate: Candidate, input_spec: list[Any], directory: Path) -> Artifact:
