@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +75,25 @@ class Budget:
         if self.max_accuracy_drop is not None:
             parts.append(f"accuracy drop <= {self.max_accuracy_drop * 100:g} points")
         return ", ".join(parts) or "none"
+
+
+def memory_violations(latencies: Mapping[str, Any]) -> dict[str, float]:
+    """A device's memory limit (from its profile) as a constraint: ``memory_bytes:<device>`` (<= 0: fits).
+
+    Phones kill apps that use too much memory, so a candidate whose measured inference memory exceeds the
+    device's limit is not deployable there. Devices without a limit, or results without a memory figure
+    (predicted latency), add no constraint.
+
+    Args:
+        latencies: Device id -> its ``LatencyResult``.
+    """
+    violations = {}
+    for device, result in latencies.items():
+        limit = getattr(result, "memory_limit_bytes", None)
+        peak = getattr(result, "memory_peak_bytes", None)
+        if limit and peak is not None:
+            violations[f"memory_bytes:{device}"] = peak / limit - 1.0
+    return violations
 
 
 def feasible(violations: Sequence[float]) -> bool:

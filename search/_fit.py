@@ -22,7 +22,7 @@ from devicefit.evaluators._accuracy import DistillationEvaluator, DistillationSe
 from devicefit.evaluators._latency import LatencyEvaluator, MeasureSettings, MeasuredLatency, default_latency
 from devicefit.evaluators._lite_client import LiteUnavailableError
 from devicefit.evaluators._types import AccuracyResult
-from devicefit.search._budget import Budget
+from devicefit.search._budget import Budget, memory_violations
 from devicefit.search._claims import CandidateClaims
 from devicefit.search._outputs import OutputSummary, write_outputs
 from devicefit.search._progress import Progress
@@ -523,6 +523,8 @@ class Fit:
                 )
                 for name, value in zip(budget.names(), violations):
                     trial.set_constraint(name, value)
+            for name, value in memory_violations(record.latencies).items():
+                trial.set_constraint(name, value)
             study.tell(trial, record.values(self.settings.objectives))
             self.progress.trial(number, record)
 

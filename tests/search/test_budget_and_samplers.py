@@ -3,7 +3,8 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from devicefit.search._budget import Budget, feasible, parse_duration_seconds, parse_latency_budget
+from devicefit.evaluators._types import LatencyResult
+from devicefit.search._budget import Budget, feasible, memory_violations, parse_duration_seconds, parse_latency_budget
 from devicefit.search._samplers import SAMPLERS, make_sampler, nsga2_population
 
 
@@ -69,3 +70,17 @@ def test_same_seed_same_proposals() -> None:
 
     assert proposals() == proposals()
     assert nsga2_population(12) == 4 and nsga2_population(600) == 50
+
+
+def test_a_device_memory_limit_becomes_a_constraint_only_where_memory_was_measured() -> None:
+    def result(device: str, peak: int | None, limit: int | None) -> LatencyResult:
+        return LatencyResult(device, 1.0, "measured", "min-of-runs", None, None, None, 1, 1, 0.0, 100,
+                             memory_peak_bytes=peak, memory_limit_bytes=limit)
+
+    latencies = {
+        "phone": result("phone", 300, 200),   # over its limit by half
+        "board": result("board", 100, 400),   # well inside
+        "host": result("host", 100, None),    # no limit
+        "npu": result("npu", None, 400),      # no memory figure (e.g. predicted)
+    }
+    assert memory_violations(latencies) == {"memory_bytes:phone": 0.5, "memory_bytes:board": -0.75}
