@@ -169,3 +169,20 @@ def _describe(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     return f"{value!r}"
+
+
+def from_mapping(mapping: dict[str, Any], cls: type[T], *, source: str, what: str) -> T:
+    """Build ``cls`` from plain values that did not come from a file (command-line flags), checked like YAML.
+
+    Errors name ``source`` without a line number, e.g. ``--space: key 'min_depth' must be an integer``.
+    """
+    text = yaml.safe_dump(mapping, default_flow_style=True) if mapping else "{}"
+    try:
+        return parse_yaml(text, cls, source=source, what=what)
+    except SchemaError as exc:
+        message = str(exc)
+        prefix = f"{source}:"
+        if message.startswith(prefix):
+            rest = message[len(prefix):]
+            message = prefix + rest.split(":", 1)[1] if rest.split(":", 1)[0].isdigit() else message
+        raise SchemaError(message) from None

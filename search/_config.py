@@ -12,6 +12,7 @@ flag's name without ``--``, with ``_`` for ``-``; ``devices`` is the list of ``-
     max_size: 2MB
     max_accuracy_drop: 1.5
     sampler: nsga2
+    space: {min_depth: 2, precisions: [fp32, int8]}   # devicefit.spaces.SpaceBounds; --space flags win per key
     out: runs/my-model
 
 Relative paths (``model``, ``data``, ``out``, device profile ``.yaml`` files) are relative to the config
@@ -63,6 +64,7 @@ class FitConfig:
     seed: int | None = None
     epochs: int | None = None
     quiet: bool | None = None
+    space: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         from devicefit.search import cli
@@ -80,6 +82,11 @@ class FitConfig:
             _flag_check("max_accuracy_drop", cli._accuracy_points, str(self.max_accuracy_drop))
         if self.model is not None and self.example is not None:
             raise ValueError("model and example cannot both be given")
+        if self.space is not None:
+            try:
+                space_overrides(self.space, None, source="space")
+            except ValueError as exc:  # "space: key 'min_depth': ..." -> "space key 'min_depth': ..." (see _schema)
+                raise ValueError("space " + str(exc).removeprefix("space: ")) from None
 
 
 def load_config(path: Path) -> FitConfig:
@@ -153,6 +160,8 @@ def apply_config(args: argparse.Namespace, config: FitConfig, folder: Path, expl
         values["max_accuracy_drop"] = cli._accuracy_points(str(config.max_accuracy_drop))
     if config.out is not None:
         values["out"] = Path(relative(config.out))
+    if config.space is not None:
+        values["space_file"] = config.space
     for name in ("sampler", "latency_objective", "storage", "study", "seed", "epochs", "quiet"):
         if getattr(config, name) is not None:
             values[name] = getattr(config, name)
@@ -165,3 +174,41 @@ def apply_config(args: argparse.Namespace, config: FitConfig, folder: Path, expl
     if "example" in explicit and "model" not in explicit:
         merged["model"], merged["data"] = None, None
     return argparse.Namespace(**merged)
+
+
+def space_overrides(
+    from_file: dict[str, Any] | None, flags: Sequence[str] | None, *, source: str = "--space"
+) -> dict[str, Any]:
+    """The search space's bounds the user set: the config file's ``space:`` mapping, then each ``--space
+    KEY=VALUE`` flag on top. Returns plain values (they go into the study's run spec for workers), checked
+    against :class:`devicefit.spaces.SpaceBounds`.
+
+    A flag's value is read as YAML (``2``, ``false``, ``[fp32, int8]``); for a list key, a comma-separated
+    value is a list (``precisions=fp32,int8``, ``sparsities=0,0.5``).
+
+    Raises:
+        ValueError: A flag is not ``KEY=VALUE``, or a key or value does not fit ``SpaceBounds``.
+    """
+    import typing
+
+    import yaml
+
+    from devicefit.device_profiles._schema import from_mapping
+    from devicefit.spaces._space import SpaceBounds
+
+    hints = typing.get_type_hints(SpaceBounds)
+    merged: dict[str, Any] = dict(from_file or {})
+    for text in flags or ():
+        key, sep, raw = text.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ValueError(f"--space {text}: expected KEY=VALUE, e.g. min_depth=2 or precisions=fp32,int8")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise ValueError(f"--space {text}: the value is not readable") from None
+        if typing.get_origin(hints.get(key)) is tuple and not isinstance(value, list):
+            value = [] if value is None else [yaml.safe_load(part) for part in str(raw).split(",") if part.strip()]
+        merged[key] = value
+    from_mapping(merged, SpaceBounds, source=source, what="space bounds")
+    return merged

@@ -12,6 +12,7 @@ import json
 import statistics
 import time
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,8 @@ class FitSettings:
         distillation: The accuracy rung used during the search.
         measure: The timing protocol of measured latency.
         calibration_samples: Training samples used to measure importance.
+        space: The user's :class:`SpaceBounds` fields (plain values); the rest are chosen from the model and
+            the devices (precisions: those every device runs with real kernels).
     """
 
     out: Path
@@ -84,6 +87,7 @@ class FitSettings:
     distillation: DistillationSettings = DistillationSettings()
     measure: MeasureSettings = MeasureSettings()
     calibration_samples: int = 256
+    space: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.trials < 1:
@@ -98,6 +102,24 @@ class FitSettings:
             raise ValueError(f"latency budget for devices the run does not target: {sorted(unknown)}")
         if self.time_seconds is not None and self.time_seconds <= 0:
             raise ValueError(f"time_seconds must be positive, got {self.time_seconds}")
+        self.space_bounds()  # a bad bound fails here, before anything runs
+
+    def space_bounds(self) -> SpaceBounds:
+        """The space's bounds: the user's ``space`` over the defaults chosen for the devices."""
+        runnable = common_precisions(self.devices)
+        chosen = dict(self.space)
+        if "precisions" in chosen:
+            chosen["precisions"] = tuple(chosen["precisions"])
+            refused = [p for p in chosen["precisions"] if p not in runnable]
+            if refused:
+                raise ValueError(
+                    f"space precisions {', '.join(refused)}: not run by every target device "
+                    f"({', '.join(self.device_ids)} all run: {', '.join(runnable)})"
+                )
+        for name in ("sparsities", "calibrations", "weight_only_bits"):
+            if name in chosen:
+                chosen[name] = tuple(chosen[name])
+        return SpaceBounds(**{"precisions": runnable, **chosen})
 
     @property
     def device_ids(self) -> tuple[str, ...]:
@@ -197,7 +219,7 @@ class Fit:
         self._owned_worker: Any = None
         if space is None:
             inputs, labels = _calibration_batch(task, settings.calibration_samples, settings.seed)
-            bounds = SpaceBounds(precisions=common_precisions(settings.devices))  # type: ignore[arg-type]
+            bounds = settings.space_bounds()
             space = TransformerSpace(task.teacher, inputs, labels, bounds=bounds, seed=settings.seed)
         self.space = space
         self.accuracy = DistillationEvaluator(task.teacher, task.data, settings.distillation)

@@ -139,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--max-accuracy-drop", type=_accuracy_points, metavar="POINTS",
                      help="largest accuracy loss against the teacher, in points (1.5 = 1.5 percent points)")
     fit.add_argument("--sampler", choices=SAMPLER_NAMES, default="nsga2", help="search strategy (default: nsga2)")
+    fit.add_argument("--space", action="append", metavar="KEY=VALUE", dest="space",
+                     help="narrow or widen the search space, e.g. min_depth=2, search_heads=false, "
+                     "precisions=fp32,int8, sparsities=0,0.5, max_fp32_layers=1; repeatable (keys: "
+                     "devicefit.spaces.SpaceBounds; default: from the model and the devices, printed at the start)")
     fit.add_argument("--latency-objective", choices=("per-device", "worst"), default="per-device",
                      help="one latency objective per device, or the slowest device's (default: per-device)")
     fit.add_argument("--out", type=Path, default=Path("runs/fit"), metavar="DIR",
@@ -305,8 +309,19 @@ def _run_spec(args: argparse.Namespace, device_ids: Sequence[str], source: Any) 
         "max_size": args.max_size,
         "max_accuracy_drop": args.max_accuracy_drop,
         "latency_objective": args.latency_objective,
+        "space": _space(args),
         "out": str(args.out.resolve()),
     }
+
+
+def _space(args: argparse.Namespace) -> dict[str, Any]:
+    """The space bounds the user set (config file's ``space:``, then ``--space`` flags)."""
+    from devicefit.search._config import space_overrides
+
+    try:
+        return space_overrides(getattr(args, "space_file", None), getattr(args, "space", None))
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
 
 
 def _settings(args: argparse.Namespace, devices: list[Any], trials: int) -> Any:
@@ -325,6 +340,7 @@ def _settings(args: argparse.Namespace, devices: list[Any], trials: int) -> Any:
             budget=_budget(args, [d.id for d in devices]),
             time_seconds=args.time_seconds,
             latency_objective=args.latency_objective,
+            space=_space(args),
             distillation=DistillationSettings(epochs=args.epochs, seed=args.seed),
         )
     except ValueError as exc:
@@ -356,7 +372,7 @@ def _fit(args: argparse.Namespace) -> int:
 
     from devicefit.search._fit import Fit
     from devicefit.search._progress import Progress
-    from devicefit.spaces import UnsupportedModelError
+    from devicefit.spaces import BoundsError, UnsupportedModelError
 
     progress = Progress(settings.trials, quiet=args.quiet)
     task = _verbs.load_task(source, devices, seed=args.seed)
@@ -373,6 +389,8 @@ def _fit(args: argparse.Namespace) -> int:
         fit = Fit(task, settings, progress=progress, run_spec=_run_spec(args, [d.id for d in devices], source))
     except UnsupportedModelError as exc:
         raise BadInput(f"--model {source.reference}: {exc}") from None
+    except BoundsError as exc:
+        raise BadInput(f"--space: {exc}") from None
     progress.info(f"loaded {source.describe()}: {len(task.data.train)} train / {len(task.data.val)} val / "
                   f"{len(task.data.test)} test samples, {task.data.num_classes} classes")
     if plan:
@@ -393,6 +411,12 @@ def _fit(args: argparse.Namespace) -> int:
     return code
 
 
+def _spec_args(spec: dict[str, Any], args: argparse.Namespace) -> argparse.Namespace:
+    """The fit options a worker runs with: the study's run spec, with this worker's storage, study, output."""
+    return argparse.Namespace(**{**spec, "out": Path(args.out or spec["out"]), "storage": args.storage,
+                                 "study": args.study, "quiet": args.quiet, "space_file": spec.get("space"), "space": None})
+
+
 def _worker(args: argparse.Namespace) -> int:
     _check_storage(args.storage)
     from devicefit.search._fit import Fit, load_run_spec
@@ -402,8 +426,7 @@ def _worker(args: argparse.Namespace) -> int:
         spec = load_run_spec(args.storage, args.study)
     except KeyError as exc:
         raise BadInput(str(exc).strip("'\"")) from None
-    spec_args = argparse.Namespace(**{**spec, "out": Path(args.out or spec["out"]), "storage": args.storage,
-                                     "study": args.study, "quiet": args.quiet})
+    spec_args = _spec_args(spec, args)
     devices = _load_devices(spec["devices"])
     settings = _settings(spec_args, devices, spec["trials"])
     progress = Progress(settings.trials, quiet=args.quiet)

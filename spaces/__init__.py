@@ -27,7 +27,7 @@ from devicefit.spaces._layout import (
     find_layout,
 )
 from devicefit.spaces._precision import QuantizationError, lite_deployment_problem
-from devicefit.spaces._space import SearchSpace, SpaceBounds, TransformerEncoderSpace, TransformerSpace
+from devicefit.spaces._space import BoundsError, SearchSpace, SpaceBounds, TransformerEncoderSpace, TransformerSpace
 
 __all__ = [
     "CALIBRATIONS",
@@ -49,6 +49,7 @@ __all__ = [
     "QuantizationInfo",
     "SearchSpace",
     "SpaceBounds",
+    "BoundsError",
     "TransformerEncoderAdapter",
     "TransformerEncoderSpace",
     "TransformerSpace",

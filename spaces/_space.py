@@ -91,6 +91,10 @@ class SearchSpace(abc.ABC):
         return type(self).__name__
 
 
+class BoundsError(ValueError):
+    """The user's space bounds do not fit the teacher (e.g. more layers kept than it has)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class SpaceBounds:
     """Which dimensions a Transformer space searches, and their bounds. ``None`` means "from the teacher".
@@ -195,13 +199,13 @@ class TransformerSpace(SearchSpace):
         self.calibration_inputs = calibration_inputs
         self.calibration_labels = calibration_labels
         self._importance: Importance | None = None
-        if bounds.min_depth > layout.num_layers or bounds.min_heads > layout.num_heads:
-            raise ValueError(
-                f"bounds {bounds} exceed the teacher ({layout.num_layers} layers, {layout.num_heads} heads)"
-            )
+        if bounds.min_depth > layout.num_layers:
+            raise BoundsError(f"min_depth {bounds.min_depth} exceeds the teacher's {layout.num_layers} layers")
+        if bounds.min_heads > layout.num_heads:
+            raise BoundsError(f"min_heads {bounds.min_heads} exceeds the teacher's {layout.num_heads} heads per layer")
         self.layout = self._checked_layout(layout, seed)
         if bounds.search_hidden and self.layout.hidden_unavailable is not None:
-            raise ValueError(
+            raise BoundsError(
                 f"search_hidden is required but this {layout.family} model's hidden width cannot be cut: "
                 f"{self.layout.hidden_unavailable}"
             )

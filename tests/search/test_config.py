@@ -79,3 +79,72 @@ def test_a_bad_config_file_is_one_line_exit_2_and_writes_nothing(tmp_path, verb)
     missing = subprocess.run([*DEVICEFIT, verb, "-c", str(tmp_path / "nope.yaml")], capture_output=True, text=True,
                              timeout=300)
     assert missing.returncode == 2 and missing.stderr.strip() == f"devicefit: error: -c {tmp_path / 'nope.yaml'}: no such file"
+
+
+def test_space_bounds_come_from_the_file_then_the_flags_key_by_key(tmp_path) -> None:
+    path = _write(tmp_path, "example: digits-vit\nspace: {min_depth: 2, precisions: [fp32, int8], max_fp32_layers: 1}\n")
+    argv = ["fit", "-c", str(path), "--space", "precisions=fp32", "--space", "search-heads=false",
+            "--space", "sparsities=0,0.5"]
+    merged = apply_config(cli.build_parser().parse_args(argv), load_config(path), tmp_path,
+                          explicit_options(cli.build_parser(), argv, "fit"))
+    assert cli._space(merged) == {"min_depth": 2, "precisions": ["fp32"], "max_fp32_layers": 1,
+                                  "search_heads": False, "sparsities": [0, 0.5]}
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("depth=3", "--space: unknown key 'depth'"),
+        ("min_depth=two", "--space: key 'min_depth' must be an integer"),
+        ("min_heads=0", "min_heads must be >= 1"),
+        ("precisions=fp32,int4", "key 'precisions[1]' must be one of 'fp32', 'fp16', 'int8', got 'int4'"),
+        ("min_depth", "--space min_depth: expected KEY=VALUE"),
+    ],
+)
+def test_a_bad_space_flag_is_named(flag, message) -> None:
+    args = cli.build_parser().parse_args(["fit", "--space", flag])
+    with pytest.raises(cli.BadInput) as caught:
+        cli._space(args)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_bad_space_in_the_file_names_its_line(tmp_path) -> None:
+    path = _write(tmp_path, "trials: 4\nspace:\n  min_depth: 0\n")
+    with pytest.raises(SchemaError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}:2: key 'space': space key 'min_depth': min_depth and min_heads must be >= 1"
+
+
+def test_space_precisions_must_be_run_by_every_device(tmp_path) -> None:
+    from devicefit.device_profiles import load_profile
+    from devicefit.search._fit import FitSettings
+
+    host = load_profile("host-x86")
+    assert "int8" not in host.precisions  # the premise: Paddle Lite's x86 build has no int8 kernels
+    with pytest.raises(ValueError, match="space precisions int8: not run by every target device"):
+        FitSettings(out=tmp_path, devices=(host,), space={"precisions": ["fp32", "int8"]})
+    settings = FitSettings(out=tmp_path, devices=(host,), space={"min_depth": 2, "sparsities": [0, 0.5]})
+    bounds = settings.space_bounds()
+    assert (bounds.min_depth, bounds.sparsities, bounds.precisions) == (2, (0, 0.5), ("fp32",))
+
+
+def test_a_worker_rebuilds_the_space_from_the_run_spec(tmp_path) -> None:
+    from devicefit.device_profiles import load_profile
+
+    args = cli.build_parser().parse_args(["fit", "--space", "min_depth=2", "--out", str(tmp_path)])
+    args.time_seconds = None
+    spec = cli._run_spec(args, ["host-x86"], type("Source", (), {"to_spec": lambda self: {}})())
+    assert spec["space"] == {"min_depth": 2}
+    worker = cli.build_parser().parse_args(["worker", "--storage", "sqlite:///x.db", "--study", "s"])
+    settings = cli._settings(cli._spec_args(spec, worker), [load_profile("host-x86")], 1)
+    assert settings.space_bounds().min_depth == 2
+
+
+def test_bounds_the_teacher_cannot_meet_are_one_line_exit_2_and_write_nothing(tmp_path) -> None:
+    out = tmp_path / "run"
+    result = subprocess.run([*DEVICEFIT, "fit", "--example", "digits-vit", "--space", "min_depth=9", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "devicefit: error: --space: min_depth 9 exceeds the teacher's 4 layers"
+    assert not out.exists()
