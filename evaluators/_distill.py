@@ -1,0 +1,329 @@
+"""Knowledge distillation from the teacher into a student: the settings, the loss terms, the training loop.
+
+Three kinds of knowledge can be transferred (Gou et al., "Knowledge Distillation: A Survey", 2021):
+  - response-based: the teacher's softened logits (Hinton et al., 2015), always on, mixed with the
+    labels' cross-entropy by ``alpha``;
+  - feature-based: the hidden states of mapped encoder layers (as in TinyBERT), ``hidden_weight``;
+  - relation-based: the self-attention relations of the last layer, query-query, key-key and value-value
+    (MiniLMv2, Wang et al., 2021), ``relation_weight``. Relations are ``[tokens, tokens]`` matrices, so they
+    compare a student and a teacher with different numbers of heads. MiniLMv2 splits the concatenated heads
+    into several "relation heads"; here there is one, over all heads together, because a student cut by
+    importance keeps its heads in a different order than the teacher's, and only the relation over all
+    columns is independent of that order (split relation heads would pair unrelated heads).
+Which terms help is measured by ``bench/proxy_fidelity.py``, not assumed; the defaults follow it.
+
+The loop is bounded by epochs, and optionally by steps and by seconds; whichever ends first ends it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from devicefit.evaluators._data import Split
+from devicefit.evaluators._taps import EncoderTaps, tap_encoder
+from devicefit.spaces._encoder import EncoderStructure, find_encoder
+from devicefit.spaces._paddle import import_paddle
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillationSettings:
+    """A distillation fine-tune: its budget, optimiser and loss terms.
+
+    Attributes:
+        epochs: Passes over the training split (the loop's main bound; 0 trains nothing).
+        max_steps: Stop after this many optimiser steps (``None``: no step bound).
+        max_seconds: Stop once this many seconds of training have passed (``None``: no time bound). A time
+            bound makes the result depend on the machine's speed; prefer steps for reproducible runs.
+        batch_size: Samples per step.
+        learning_rate: AdamW peak learning rate; cosine decay to zero over the planned steps.
+        weight_decay: AdamW weight decay.
+        temperature: Softmax temperature of the logit term.
+        alpha: Weight of the logit (response) term; ``1 - alpha`` weighs cross-entropy with the labels.
+        hidden_weight: Weight of the hidden-state (feature) term; 0 leaves it out.
+        relation_weight: Weight of the attention-relation (MiniLMv2) term; 0 leaves it out.
+        seed: Seeds the shuffling and Paddle's generator (dropout).
+    """
+
+    epochs: int = 3
+    max_steps: int | None = None
+    max_seconds: float | None = None
+    batch_size: int = 64
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.01
+    temperature: float = 2.0
+    alpha: float = 0.7
+    hidden_weight: float = 0.0
+    relation_weight: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1 or self.learning_rate <= 0 or self.weight_decay < 0:
+            raise ValueError(f"invalid distillation settings: {self}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ValueError(f"max_seconds must be > 0 or None, got {self.max_seconds}")
+        if not 0.0 <= self.alpha <= 1.0 or self.temperature <= 0:
+            raise ValueError(f"alpha must be in [0, 1] and temperature > 0: {self}")
+        if self.hidden_weight < 0 or self.relation_weight < 0:
+            raise ValueError(f"term weights must be >= 0: {self}")
+
+    @property
+    def uses_taps(self) -> bool:
+        """Whether a term needs the encoder's intermediate tensors."""
+        return self.hidden_weight > 0 or self.relation_weight > 0
+
+    @property
+    def fidelity(self) -> str:
+        """The rung's name, recorded next to every figure it produces, e.g. ``distill-2ep+hidden``."""
+        budget = f"{self.epochs}ep"
+        if self.max_steps is not None:
+            budget += f"-{self.max_steps}st"
+        if self.max_seconds is not None:
+            budget += f"-{self.max_seconds:g}s"
+        terms = ("+hidden" if self.hidden_weight > 0 else "") + ("+relation" if self.relation_weight > 0 else "")
+        return f"distill-{budget}{terms}"
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillationLog:
+    """What a fine-tune did.
+
+    Attributes:
+        steps: Optimiser steps taken.
+        epochs: Epochs started.
+        seconds: Wall time of the loop.
+        stopped_by: ``epochs``, ``max_steps`` or ``max_seconds``.
+        loss_first_epoch: Mean total loss over the first epoch's steps (``None`` when no step was taken).
+        loss_last_epoch: Mean total loss over the last epoch's steps (``None`` when no step was taken).
+        term_means: Mean of each term over all steps (``logit``, ``ce``, ``hidden``, ``relation``).
+    """
+
+    steps: int
+    epochs: int
+    seconds: float
+    stopped_by: str
+    loss_first_epoch: float | None
+    loss_last_epoch: float | None
+    term_means: dict[str, float]
+
+    def to_details(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def uniform_layer_map(student_depth: int, teacher_depth: int) -> tuple[int, ...]:
+    """TinyBERT's uniform map: student layer ``i`` of ``m`` learns from teacher layer ``ceil((i+1) n/m) - 1``."""
+    return tuple(math.ceil((i + 1) * teacher_depth / student_depth) - 1 for i in range(student_depth))
+
+
+def logit_loss(paddle: Any, student_logits: Any, teacher_logits: Any, temperature: float) -> Any:
+    """``T^2 * KL(softmax(teacher/T) || softmax(student/T))``, mean over the batch."""
+    functional = paddle.nn.functional
+    soft_targets = functional.softmax(teacher_logits / temperature)
+    kl = functional.kl_div(functional.log_softmax(student_logits / temperature), soft_targets, reduction="batchmean")
+    return kl * (temperature**2)
+
+
+def hidden_loss(paddle: Any, student_hidden: Sequence[Any], teacher_hidden: Sequence[Any]) -> Any:
+    """Mean over layer pairs of ``MSE(student, teacher) / mean(teacher^2)``: a scale-free feature term.
+
+    Args:
+        student_hidden: The student's mapped layers' outputs, ``[batch, tokens, width]`` each.
+        teacher_hidden: The teacher's layers they learn from, same shapes.
+    """
+    terms = []
+    for student, teacher in zip(student_hidden, teacher_hidden):
+        scale = paddle.mean(teacher * teacher) + 1e-6
+        terms.append(paddle.mean((student - teacher) ** 2) / scale)
+    return paddle.add_n(terms) / len(terms)
+
+
+def _relations(paddle: Any, vectors: Any) -> Any:
+    """Scaled dot-product relations ``[batch, tokens, tokens]`` of ``vectors`` ``[batch, tokens, width]``."""
+    return paddle.matmul(vectors, vectors, transpose_y=True) / math.sqrt(int(vectors.shape[-1]))
+
+
+def relation_loss(paddle: Any, student: Sequence[Any], teacher: Sequence[Any]) -> Any:
+    """MiniLMv2 self-attention relation term: mean over Q-Q, K-K, V-V of ``KL(teacher || student)`` of the
+    row-wise softmax of the relations, averaged over batch and tokens. Independent of the heads' order.
+
+    Args:
+        student: The student's last-layer ``(queries, keys, values)``, each ``[batch, tokens, width_s]``.
+        teacher: The teacher's, each ``[batch, tokens, width_t]``.
+    """
+    functional = paddle.nn.functional
+    terms = []
+    for s_vectors, t_vectors in zip(student, teacher):
+        target = functional.softmax(_relations(paddle, t_vectors), axis=-1)
+        log_student = functional.log_softmax(_relations(paddle, s_vectors), axis=-1)
+        kl = paddle.sum(target * (paddle.log(target + 1e-12) - log_student), axis=-1)
+        terms.append(paddle.mean(kl))
+    return paddle.add_n(terms) / len(terms)
+
+
+class Distiller:
+    """Fine-tunes students against one teacher on one training split.
+
+    The teacher's logits on the training split are computed once and reused for every student; the
+    teacher's intermediate tensors (for the hidden and relation terms) are computed batch by batch. The
+    teacher is never modified and stays in eval mode.
+
+    Args:
+        teacher: The trained model.
+        train: The training split.
+        structure: Where the teacher's encoder is; found on first use when the settings need it.
+    """
+
+    def __init__(self, teacher: Any, train: Split, *, structure: EncoderStructure | None = None) -> None:
+        self.teacher = teacher
+        self.train = train
+        self._structure = structure
+        self._teacher_logits: np.ndarray | None = None
+
+    @property
+    def structure(self) -> EncoderStructure:
+        """The teacher's encoder (found on first use)."""
+        if self._structure is None:
+            self._structure = find_encoder(self.teacher)
+        return self._structure
+
+    @property
+    def teacher_logits(self) -> np.ndarray:
+        """The teacher's logits on the training split, ``[N, classes]``."""
+        if self._teacher_logits is None:
+            from devicefit.evaluators._accuracy import predict_logits
+
+            self._teacher_logits = predict_logits(self.teacher, self.train)
+        return self._teacher_logits
+
+    def run(
+        self, student: Any, settings: DistillationSettings, *, teacher_layers: Sequence[int] | None = None
+    ) -> DistillationLog:
+        """Fine-tune ``student`` in place; it is left in eval mode.
+
+        Args:
+            student: The model to train (any ``paddle.nn.Layer`` with the teacher's inputs and outputs).
+            settings: Budget, optimiser and terms.
+            teacher_layers: For the hidden term, the teacher layer each student encoder layer learns from
+                (a candidate's ``layers``); by default :func:`uniform_layer_map`.
+        """
+        paddle = import_paddle()
+        started = time.perf_counter()
+        train = self.train
+        steps_per_epoch = max(1, -(-len(train) // settings.batch_size))
+        planned = steps_per_epoch * settings.epochs
+        if settings.max_steps is not None:
+            planned = min(planned, settings.max_steps)
+        if planned == 0:
+            student.eval()
+            return DistillationLog(0, 0, 0.0, "epochs", None, None, {})
+        paddle.seed(settings.seed)
+        rng = np.random.default_rng(settings.seed)
+        schedule = paddle.optimizer.lr.CosineAnnealingDecay(settings.learning_rate, T_max=planned)
+        optimizer = paddle.optimizer.AdamW(
+            learning_rate=schedule, parameters=student.parameters(), weight_decay=settings.weight_decay
+        )
+        self.teacher_logits  # noqa: B018  (computed now, before any tap is registered on the teacher)
+        term_sums: dict[str, float] = {}
+        epoch_means: list[float] = []
+        steps, stopped_by = 0, "epochs"
+        student.train()
+        with contextlib.ExitStack() as stack:
+            taps: tuple[EncoderTaps, EncoderTaps] | None = None
+            if settings.uses_taps:
+                taps = (
+                    stack.enter_context(tap_encoder(student, self.structure)),
+                    stack.enter_context(tap_encoder(self.teacher, self.structure)),
+                )
+            for _ in range(settings.epochs):
+                order = rng.permutation(len(train))
+                losses = []
+                for start in range(0, len(train), settings.batch_size):
+                    loss, terms = self._loss(paddle, student, order[start : start + settings.batch_size], settings, taps, teacher_layers)
+                    loss.backward()
+                    optimizer.step()
+                    optimizer.clear_grad()
+                    schedule.step()
+                    steps += 1
+                    losses.append(float(loss))
+                    for name, value in terms.items():
+                        term_sums[name] = term_sums.get(name, 0.0) + value
+                    if settings.max_steps is not None and steps >= settings.max_steps:
+                        stopped_by = "max_steps"
+                    elif settings.max_seconds is not None and time.perf_counter() - started >= settings.max_seconds:
+                        stopped_by = "max_seconds"
+                    if stopped_by != "epochs":
+                        break
+                epoch_means.append(float(np.mean(losses)))
+                if stopped_by != "epochs":
+                    break
+        student.eval()
+        return DistillationLog(
+            steps=steps,
+            epochs=len(epoch_means),
+            seconds=time.perf_counter() - started,
+            stopped_by=stopped_by,
+            loss_first_epoch=epoch_means[0],
+            loss_last_epoch=epoch_means[-1],
+            term_means={name: total / steps for name, total in term_sums.items()},
+        )
+
+    def _loss(
+        self,
+        paddle: Any,
+        student: Any,
+        indices: np.ndarray,
+        settings: DistillationSettings,
+        taps: tuple[EncoderTaps, EncoderTaps] | None,
+        teacher_layers: Sequence[int] | None,
+    ) -> tuple[Any, dict[str, float]]:
+        """The weighted loss of one batch (a tensor to back-propagate) and each term's value."""
+        batch = self.train.take(indices)
+        inputs = [paddle.to_tensor(x) for x in batch.inputs]
+        if taps is not None:
+            for tapped in taps:
+                tapped.clear()
+            with paddle.no_grad():
+                self.teacher(*inputs)
+        logits = student(*inputs)
+        teacher_logits = paddle.to_tensor(self.teacher_logits[indices])
+        terms = {
+            "logit": logit_loss(paddle, logits, teacher_logits, settings.temperature),
+            "ce": paddle.nn.functional.cross_entropy(logits, paddle.to_tensor(batch.labels)),
+        }
+        loss = settings.alpha * terms["logit"] + (1.0 - settings.alpha) * terms["ce"]
+        if taps is not None:
+            student_taps, teacher_taps = taps
+            if settings.hidden_weight > 0:
+                terms["hidden"] = self._hidden_term(paddle, student_taps, teacher_taps, teacher_layers)
+                loss = loss + settings.hidden_weight * terms["hidden"]
+            if settings.relation_weight > 0:
+                terms["relation"] = relation_loss(
+                    paddle,
+                    (student_taps.queries[-1], student_taps.keys[-1], student_taps.values[-1]),
+                    (teacher_taps.queries[-1], teacher_taps.keys[-1], teacher_taps.values[-1]),
+                )
+                loss = loss + settings.relation_weight * terms["relation"]
+        return loss, {name: float(value) for name, value in terms.items()}
+
+    def _hidden_term(
+        self, paddle: Any, student_taps: EncoderTaps, teacher_taps: EncoderTaps, teacher_layers: Sequence[int] | None
+    ) -> Any:
+        depth = len(student_taps.hidden)
+        mapping = tuple(teacher_layers) if teacher_layers is not None else uniform_layer_map(depth, len(teacher_taps.hidden))
+        if len(mapping) != depth:
+            raise ValueError(f"teacher_layers {mapping} has {len(mapping)} entries; the student has {depth} layers")
+        student_width = int(student_taps.hidden[0].shape[-1])
+        teacher_width = int(teacher_taps.hidden[0].shape[-1])
+        if student_width != teacher_width:
+            raise ValueError(
+                f"the hidden term needs equal widths; the student's is {student_width}, the teacher's {teacher_width}"
+            )
+        return hidden_loss(paddle, student_taps.hidden, [teacher_taps.hidden[i] for i in mapping])
