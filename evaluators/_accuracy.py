@@ -17,12 +17,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from devicefit.evaluators._data import Split, TaskData
+from devicefit.evaluators._data import TaskData
 from devicefit.evaluators._distill import DistillationSettings, Distiller
 from devicefit.evaluators._metrics import ACCURACY, Metric, MetricFunction, as_metric, teacher_agreement, teacher_kl
 from devicefit.evaluators._metrics import top1_accuracy as top1_accuracy
+from devicefit.evaluators._predict import predict_logits as predict_logits
 from devicefit.evaluators._types import AccuracyResult
-from devicefit.spaces._paddle import import_paddle
 
 # The default rung 2: chosen from the table of bench/proxy_fidelity.py (see bench/results/).
 DEFAULT_DISTILLATION = DistillationSettings()
@@ -69,18 +69,6 @@ class AccuracyEvaluator(abc.ABC):
             teacher_layers: The teacher encoder layer each student encoder layer was cut from (a
                 candidate's ``layers``), for rungs that align layers; ``None`` when unknown.
         """
-
-
-def predict_logits(model: Any, split: Split, *, batch_size: int = 256) -> np.ndarray:
-    """The model's logits on every sample of ``split`` (eval mode, no gradients), ``[N, classes]``."""
-    paddle = import_paddle()
-    model.eval()
-    outputs = []
-    with paddle.no_grad():
-        for start in range(0, len(split), batch_size):
-            batch = split.take(slice(start, start + batch_size))
-            outputs.append(model(*[paddle.to_tensor(x) for x in batch.inputs]).numpy())
-    return np.concatenate(outputs)
 
 
 class DistillationEvaluator(AccuracyEvaluator):

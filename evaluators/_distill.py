@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from devicefit.evaluators._data import Split
+from devicefit.evaluators._predict import predict_logits
 from devicefit.evaluators._taps import EncoderTaps, tap_encoder
 from devicefit.spaces._encoder import EncoderStructure, find_encoder
 from devicefit.spaces._paddle import import_paddle
@@ -198,8 +199,6 @@ class Distiller:
     def teacher_logits(self) -> np.ndarray:
         """The teacher's logits on the training split, ``[N, classes]``."""
         if self._teacher_logits is None:
-            from devicefit.evaluators._accuracy import predict_logits
-
             self._teacher_logits = predict_logits(self.teacher, self.train)
         return self._teacher_logits
 
