@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from devicefit.device_profiles._profile import DeviceProfile
-from devicefit.evaluators._accuracy import DistillationEvaluator, DistillationSettings
+from devicefit.evaluators._accuracy import DEFAULT_DISTILLATION, DistillationEvaluator, DistillationSettings
+from devicefit.evaluators._data import check_task_data
 from devicefit.evaluators._latency import LatencyEvaluator, MeasureSettings, host_latency
 from devicefit.evaluators._lite_client import LiteUnavailableError
 from devicefit.search._outputs import ParetoMember, write_outputs
@@ -41,7 +42,8 @@ class FitSettings:
         trials: Finished trials the study should have when the run ends (a resumed run adds the rest).
         seed: Seeds the sampler, the fine-tunes and the calibration batch.
         study_name: Name of the Optuna study inside the storage.
-        distillation: The accuracy rung used during the search.
+        distillation: The accuracy rung used during the search (default: the rung chosen by
+            ``bench/proxy_fidelity.py``, see ``evaluators._accuracy.DEFAULT_DISTILLATION``).
         measure: The timing protocol of measured latency.
         calibration_samples: Training samples used to measure importance.
         population_size: NSGA-II population; ``None`` picks a third of the trials, between 4 and 50.
@@ -52,7 +54,7 @@ class FitSettings:
     trials: int = 12
     seed: int = 0
     study_name: str = "devicefit"
-    distillation: DistillationSettings = DistillationSettings()
+    distillation: DistillationSettings = DEFAULT_DISTILLATION
     measure: MeasureSettings = MeasureSettings()
     calibration_samples: int = 256
     population_size: int | None = None
@@ -141,6 +143,7 @@ class Fit:
         self.progress = progress or Progress(settings.trials)
         self._latency = latency
         self._owned_worker: Any = None
+        check_task_data(task.data, task.input_spec, task.teacher)  # bad data fails here, before any training
         if space is None:
             inputs, labels = _calibration_batch(task, settings.calibration_samples, settings.seed)
             bounds = SpaceBounds(precisions=common_precisions(settings.devices))  # type: ignore[arg-type]
@@ -195,7 +198,7 @@ class Fit:
             )
         rows += [
             ("trials", f"{s.trials} (NSGA-II, population {s.nsga2_population}, seed {s.seed})"),
-            ("accuracy", f"{s.distillation.fidelity} logit distillation on train, scored on val"),
+            ("accuracy", f"{s.distillation.fidelity}: distillation fine-tune on train, scored on val"),
             (
                 "latency",
                 f"measured with Paddle Lite: {s.measure.warmup} warm-up, {s.measure.blocks}x"
@@ -309,7 +312,7 @@ class Fit:
         """Build, fine-tune, export and measure one candidate."""
         started = time.perf_counter()
         student = self.space.materialize(candidate)
-        accuracy = self.accuracy.evaluate(student)
+        accuracy = self.accuracy.evaluate(student, teacher_layers=candidate.layers)
         relative_dir = Path("candidates") / candidate.key()
         directory = self.settings.out / relative_dir
         artifact = export_inference_model(student, self.task.input_spec, directory)

@@ -13,6 +13,7 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import traceback
@@ -80,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", type=Path, default=Path("runs/fit"), metavar="DIR",
                      help="output folder; an existing run there is resumed (default: runs/fit)")
     fit.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the sampler and fine-tunes (default: 0)")
-    fit.add_argument("--epochs", type=_non_negative_int, default=3, metavar="N",
-                     help="distillation epochs per candidate during the search (default: 3)")
+    fit.add_argument("--epochs", type=_non_negative_int, default=None, metavar="N",
+                     help="distillation epochs per candidate during the search (default: the default accuracy rung's)")
     fit.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
 
@@ -130,7 +131,8 @@ def _fit(args: argparse.Namespace) -> int:
     except (UnknownDeviceError, UnknownExampleError, SchemaError) as exc:
         raise BadInput(str(exc).strip("'\"")) from None
 
-    from devicefit.evaluators._accuracy import DistillationSettings
+    from devicefit.evaluators._accuracy import DEFAULT_DISTILLATION
+    from devicefit.evaluators._data import DataError
     from devicefit.examples import load_example
     from devicefit.search._fit import Fit, FitSettings
     from devicefit.search._progress import Progress
@@ -140,12 +142,18 @@ def _fit(args: argparse.Namespace) -> int:
         devices=tuple(devices),
         trials=args.trials,
         seed=args.seed,
-        distillation=DistillationSettings(epochs=args.epochs, seed=args.seed),
+        distillation=dataclasses.replace(
+            DEFAULT_DISTILLATION, epochs=DEFAULT_DISTILLATION.epochs if args.epochs is None else args.epochs, seed=args.seed
+        ),
     )
     progress = Progress(args.trials, quiet=args.quiet)
     progress.info(f"loading example '{args.example}' ...")
     task = load_example(args.example, seed=args.seed)
-    with Fit(task, settings, progress=progress) as fit:
+    try:
+        fit = Fit(task, settings, progress=progress)
+    except DataError as exc:  # the data does not fit the model: the user's to fix, before any training
+        raise BadInput(str(exc)) from None
+    with fit:
         try:
             result = fit.run()
         except KeyboardInterrupt:
