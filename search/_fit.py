@@ -18,6 +18,7 @@ import numpy as np
 from devicefit.device_profiles._profile import DeviceProfile
 from devicefit.evaluators._accuracy import DEFAULT_DISTILLATION, DistillationEvaluator, DistillationSettings
 from devicefit.evaluators._data import check_task_data
+from devicefit.evaluators._metrics import ACCURACY, Metric, MetricFunction, as_metric
 from devicefit.evaluators._latency import LatencyEvaluator, MeasureSettings, host_latency
 from devicefit.evaluators._lite_client import LiteUnavailableError
 from devicefit.search._outputs import ParetoMember, write_outputs
@@ -44,6 +45,8 @@ class FitSettings:
         study_name: Name of the Optuna study inside the storage.
         distillation: The accuracy rung used during the search (default: the rung chosen by
             ``bench/proxy_fidelity.py``, see ``evaluators._accuracy.DEFAULT_DISTILLATION``).
+        metric: What the accuracy objective measures: ``accuracy``, ``macro_f1``, or a callable
+            ``(logits [N, C], labels [N]) -> float`` (higher is better).
         measure: The timing protocol of measured latency.
         calibration_samples: Training samples used to measure importance.
         population_size: NSGA-II population; ``None`` picks a third of the trials, between 4 and 50.
@@ -55,6 +58,7 @@ class FitSettings:
     seed: int = 0
     study_name: str = "devicefit"
     distillation: DistillationSettings = DEFAULT_DISTILLATION
+    metric: Metric | str | MetricFunction = ACCURACY
     measure: MeasureSettings = MeasureSettings()
     calibration_samples: int = 256
     population_size: int | None = None
@@ -149,7 +153,7 @@ class Fit:
             bounds = SpaceBounds(precisions=common_precisions(settings.devices))  # type: ignore[arg-type]
             space = TransformerEncoderSpace(task.teacher, inputs, labels, bounds=bounds)
         self.space = space
-        self.accuracy = DistillationEvaluator(task.teacher, task.data, settings.distillation)
+        self.accuracy = DistillationEvaluator(task.teacher, task.data, settings.distillation, metric=settings.metric)
 
     @property
     def latency(self) -> LatencyEvaluator:
@@ -198,7 +202,7 @@ class Fit:
             )
         rows += [
             ("trials", f"{s.trials} (NSGA-II, population {s.nsga2_population}, seed {s.seed})"),
-            ("accuracy", f"{s.distillation.fidelity}: distillation fine-tune on train, scored on val"),
+            ("accuracy", f"{as_metric(s.metric).name} on val after {s.distillation.fidelity} (distillation fine-tune on train)"),
             (
                 "latency",
                 f"measured with Paddle Lite: {s.measure.warmup} warm-up, {s.measure.blocks}x"
@@ -248,6 +252,7 @@ class Fit:
             "seed": s.seed,
             "study": {"storage": STUDY_FILE, "name": s.study_name},
             "distillation": dataclasses.asdict(s.distillation),
+            "metric": as_metric(s.metric).name,
             "measure": dataclasses.asdict(s.measure),
             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }

@@ -32,3 +32,16 @@ def test_bad_data_stops_the_fit_before_anything_runs(paddle, toy_encoder_factory
     with pytest.raises(DataError, match=message):
         Fit(task, settings, progress=Progress(1, quiet=True))
     assert not (tmp_path / "run").exists()
+
+
+def test_the_fit_scores_candidates_with_the_users_metric(paddle, toy_encoder_factory, tmp_path) -> None:
+    spec = [paddle.static.InputSpec([None, 6, 8], "float32", "features")]
+    task = Task("toy", toy_encoder_factory(), spec, TaskData(_split(32), _split(8), _split(8), 5))
+
+    def balanced_hits(logits: np.ndarray, labels: np.ndarray) -> float:
+        return float(np.mean(np.argmax(logits, axis=1) == labels))
+
+    settings = FitSettings(out=tmp_path / "run", devices=(load_profile("host-x86"),), trials=1, metric=balanced_hits)
+    fit = Fit(task, settings, progress=Progress(1, quiet=True))
+    assert fit.accuracy.metric.name == "balanced_hits"
+    assert dict(fit.describe())["accuracy"].startswith("balanced_hits on val after distill-1ep")
