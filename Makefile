@@ -6,12 +6,15 @@
 PYTEST_ARGS ?=
 VENV := .venv
 
-.PHONY: setup test demo clean
+.PHONY: setup test-deps test demo clean
 
 setup:
 	@bash scripts/setup.sh
 
-test: setup
+test-deps:
+	@bash scripts/test-deps.sh
+
+test: setup test-deps
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 demo: setup

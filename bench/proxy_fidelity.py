@@ -69,16 +69,16 @@ def default_variant_name() -> str:
 
 def spread_candidates(space: TransformerEncoderSpace, count: int, seed: int) -> list[Candidate]:
     """``count`` distinct candidates, as many of each depth, heads and FFN widths drawn uniformly."""
-    structure = space.structure
+    layout = space.layout
     rng = np.random.default_rng(seed)
-    ffn_choices = np.arange(space.ffn_step, space._ffn_choices_top() + 1, space.ffn_step)
+    ffn_choices = np.arange(space.ffn_step, layout.ffn_size + 1, space.ffn_step)
     found: dict[str, Candidate] = {}
     for attempt in range(count * 50):
         if len(found) == count:
             break
-        depth = 1 + attempt % structure.num_layers
+        depth = 1 + attempt % layout.num_layers
         layers = space.importance.layers_for_depth(depth)
-        heads = tuple(int(h) for h in rng.integers(1, structure.num_heads + 1, size=depth))
+        heads = tuple(int(h) for h in rng.integers(1, layout.num_heads + 1, size=depth))
         ffn = tuple(int(f) for f in rng.choice(ffn_choices, size=depth))
         candidate = Candidate(layers, heads, ffn)
         found.setdefault(candidate.key(), candidate)
@@ -89,7 +89,7 @@ def evaluate_candidate(task: Any, space: TransformerEncoderSpace, candidate: Can
     """Every rung's scores and costs for one candidate (a fresh student for each rung)."""
     data, teacher = task.data, task.teacher
     row: dict[str, Any] = {"key": candidate.key(), "candidate": candidate.to_dict()}
-    scores: dict[str, float] = {"params": float(space.structure.encoder_parameter_count(candidate))}
+    scores: dict[str, float] = {"params": float(space.layout.parameter_count(candidate))}
     costs: dict[str, float] = {"params": 0.0}
 
     zero = ZeroCostEvaluator(teacher, data).evaluate(space.materialize(candidate))

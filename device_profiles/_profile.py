@@ -29,13 +29,35 @@ class Reach:
     Attributes:
         kind: ``local`` (this machine, through the Lite worker), ``adb`` (an Android phone), ``ssh`` (an ARM
             Linux board), or ``none`` (nobody can measure it here: latency is predicted).
-        serial: The adb serial (``adb -s``), for ``adb``.
-        host: The ssh destination (``user@host``), for ``ssh``.
+        serial: The adb serial (``adb -s``), for ``adb``: one of the serials ``adb devices`` lists.
+        host: The ssh destination (``user@host``, or a ``Host`` alias of ``~/.ssh/config``), for ``ssh``. Login
+            must work without a password prompt (keys or an agent): devicefit runs ssh in batch mode.
+        benchmark_bin: For ``adb``: the path on this machine of Paddle Lite's ``benchmark_bin`` built for the
+            phone (``lite/tools/build_android.sh --with_benchmark=ON full_publish``); ``~`` is expanded, a
+            relative path is relative to the working directory.
+        libraries: For ``adb``: shared libraries pushed next to ``benchmark_bin`` and found through
+            ``LD_LIBRARY_PATH`` (for NNAdapter: the NNAdapter runtime, the device HAL and the vendor DDK).
+        work_dir: Folder on the device under which each measurement makes (and removes) its own folder.
+            Default: ``/data/local/tmp/devicefit`` for ``adb``; ``devicefit`` (under the login's home) for ``ssh``.
+        python: For ``ssh``: the board's Python that imports ``paddlelite`` (devicefit copies its Lite worker
+            script there and runs it with this interpreter).
     """
 
     kind: Literal["local", "adb", "ssh", "none"]
     serial: str | None = None
     host: str | None = None
+    benchmark_bin: str | None = None
+    libraries: tuple[str, ...] = ()
+    work_dir: str | None = None
+    python: str = "python3"
+
+    def __post_init__(self) -> None:
+        if self.kind == "adb" and not self.serial:
+            raise ValueError("serial is required for a device reached by adb (one of the serials `adb devices` lists)")
+        if self.kind == "ssh" and not self.host:
+            raise ValueError("host is required for a device reached by ssh (user@host or an ssh config alias)")
+        if self.work_dir is not None and (not self.work_dir.strip() or self.work_dir.strip() in ("/", "~", ".")):
+            raise ValueError(f"work_dir must name a folder devicefit may fill and empty, got {self.work_dir!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,6 +23,7 @@ from devicefit.evaluators._metrics import ACCURACY, Metric, MetricFunction, as_m
 from devicefit.evaluators._metrics import top1_accuracy as top1_accuracy
 from devicefit.evaluators._predict import predict_logits as predict_logits
 from devicefit.evaluators._types import AccuracyResult
+from devicefit.spaces._layout import ModelLayout
 
 # The default rung 2, chosen from the table of bench/proxy_fidelity.py (bench/results/proxy_fidelity.txt): one
 # epoch of logit distillation at lr 2e-3. On 32 digits-ViT candidates its validation accuracy ranks them
@@ -87,6 +88,8 @@ class DistillationEvaluator(AccuracyEvaluator):
         data: The task's splits (``train`` to fine-tune, ``val`` to score).
         settings: Budget, optimiser and distillation terms.
         metric: The figure reported as ``accuracy`` (``accuracy``, ``macro_f1`` or a callable).
+        layout: Where the teacher's blocks are (the search space's ``layout``), for the hidden and relation
+            terms; found with the default family adapters on first use.
     """
 
     def __init__(
@@ -96,12 +99,13 @@ class DistillationEvaluator(AccuracyEvaluator):
         settings: DistillationSettings = DEFAULT_DISTILLATION,
         *,
         metric: Metric | str | MetricFunction = ACCURACY,
+        layout: ModelLayout | None = None,
     ) -> None:
         self.teacher = teacher
         self.data = data
         self.settings = settings
         self.metric = as_metric(metric)
-        self.distiller = Distiller(teacher, data.train)
+        self.distiller = Distiller(teacher, data.train, layout=layout)
         self._teacher_val_logits: np.ndarray | None = None
 
     @property

@@ -3,7 +3,9 @@
 Three kinds of knowledge can be transferred (Gou et al., "Knowledge Distillation: A Survey", 2021):
   - response-based: the teacher's softened logits (Hinton et al., 2015), always on, mixed with the
     labels' cross-entropy by ``alpha``;
-  - feature-based: the hidden states of mapped encoder layers (as in TinyBERT), ``hidden_weight``;
+  - feature-based: the hidden states of mapped blocks (as in TinyBERT), ``hidden_weight``; when the
+    student's hidden width is narrower than the teacher's, a linear map from the student's width to the
+    teacher's is learned along (TinyBERT's ``W_h``) and discarded afterwards;
   - relation-based: the self-attention relations of the last layer, query-query, key-key and value-value
     (MiniLMv2, Wang et al., 2021), ``relation_weight``. Relations are ``[tokens, tokens]`` matrices, so they
     compare a student and a teacher with different numbers of heads. MiniLMv2 splits the concatenated heads
@@ -32,8 +34,8 @@ import numpy as np
 
 from devicefit.evaluators._data import Split
 from devicefit.evaluators._predict import predict_logits
-from devicefit.evaluators._taps import EncoderTaps, tap_encoder
-from devicefit.spaces._encoder import EncoderStructure, find_encoder
+from devicefit.evaluators._taps import BlockTaps, tap_blocks, teacher_layout
+from devicefit.spaces._layout import ModelLayout
 from devicefit.spaces._paddle import import_paddle
 
 
@@ -109,6 +111,7 @@ class DistillationLog:
         loss_first_epoch: Mean total loss over the first epoch's steps (``None`` when no step was taken).
         loss_last_epoch: Mean total loss over the last epoch's steps (``None`` when no step was taken).
         term_means: Mean of each term over all steps (``logit``, ``ce``, ``hidden``, ``relation``).
+        hidden_projected: The hidden term learned a map from the student's narrower width to the teacher's.
     """
 
     steps: int
@@ -118,6 +121,7 @@ class DistillationLog:
     loss_first_epoch: float | None
     loss_last_epoch: float | None
     term_means: dict[str, float]
+    hidden_projected: bool = False
 
     def to_details(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -183,21 +187,22 @@ class Distiller:
     Args:
         teacher: The trained model.
         train: The training split.
-        structure: Where the teacher's encoder is; found on first use when the settings need it.
+        layout: Where the teacher's blocks are (the search space's ``layout``); found with the default
+            family adapters on first use, when a term needs it.
     """
 
-    def __init__(self, teacher: Any, train: Split, *, structure: EncoderStructure | None = None) -> None:
+    def __init__(self, teacher: Any, train: Split, *, layout: ModelLayout | None = None) -> None:
         self.teacher = teacher
         self.train = train
-        self._structure = structure
+        self._layout = layout
         self._teacher_logits: np.ndarray | None = None
 
     @property
-    def structure(self) -> EncoderStructure:
-        """The teacher's encoder (found on first use)."""
-        if self._structure is None:
-            self._structure = find_encoder(self.teacher)
-        return self._structure
+    def layout(self) -> ModelLayout:
+        """The teacher's layout (found on first use)."""
+        if self._layout is None:
+            self._layout = teacher_layout(self.teacher)
+        return self._layout
 
     @property
     def teacher_logits(self) -> np.ndarray:
@@ -229,27 +234,30 @@ class Distiller:
             return DistillationLog(0, 0, 0.0, "epochs", None, None, {})
         paddle.seed(settings.seed)
         rng = np.random.default_rng(settings.seed)
+        self.teacher_logits  # noqa: B018  (computed now, before any tap is registered on the teacher)
+        projection = self._hidden_projection(paddle, student) if settings.hidden_weight > 0 else None
+        parameters = student.parameters() + (projection.parameters() if projection is not None else [])
         schedule = paddle.optimizer.lr.CosineAnnealingDecay(settings.learning_rate, T_max=planned)
         optimizer = paddle.optimizer.AdamW(
-            learning_rate=schedule, parameters=student.parameters(), weight_decay=settings.weight_decay
+            learning_rate=schedule, parameters=parameters, weight_decay=settings.weight_decay
         )
-        self.teacher_logits  # noqa: B018  (computed now, before any tap is registered on the teacher)
         term_sums: dict[str, float] = {}
         epoch_means: list[float] = []
         steps, stopped_by = 0, "epochs"
         student.train()
         with contextlib.ExitStack() as stack:
-            taps: tuple[EncoderTaps, EncoderTaps] | None = None
+            taps: tuple[BlockTaps, BlockTaps] | None = None
             if settings.uses_taps:
                 taps = (
-                    stack.enter_context(tap_encoder(student, self.structure)),
-                    stack.enter_context(tap_encoder(self.teacher, self.structure)),
+                    stack.enter_context(tap_blocks(student, self.layout)),
+                    stack.enter_context(tap_blocks(self.teacher, self.layout)),
                 )
             for _ in range(settings.epochs):
                 order = rng.permutation(len(train))
                 losses = []
                 for start in range(0, len(train), settings.batch_size):
-                    loss, terms = self._loss(paddle, student, order[start : start + settings.batch_size], settings, taps, teacher_layers)
+                    indices = order[start : start + settings.batch_size]
+                    loss, terms = self._loss(paddle, student, indices, settings, taps, teacher_layers, projection)
                     loss.backward()
                     optimizer.step()
                     optimizer.clear_grad()
@@ -276,7 +284,22 @@ class Distiller:
             loss_first_epoch=epoch_means[0],
             loss_last_epoch=epoch_means[-1],
             term_means={name: total / steps for name, total in term_sums.items()},
+            hidden_projected=projection is not None,
         )
+
+    def _hidden_projection(self, paddle: Any, student: Any) -> Any | None:
+        """A learned map from the student's hidden width to the teacher's, or ``None`` when they are equal.
+
+        The student's width is read from one forward pass on one training sample (no gradients).
+        """
+        student.eval()
+        with tap_blocks(student, self.layout) as taps, paddle.no_grad():
+            student(*[paddle.to_tensor(x) for x in self.train.take(slice(0, 1)).inputs])
+        student.train()
+        student_width, teacher_width = int(taps.hidden[0].shape[-1]), self.layout.hidden_size
+        if student_width == teacher_width:
+            return None
+        return paddle.nn.Linear(student_width, teacher_width)
 
     def _loss(
         self,
@@ -284,8 +307,9 @@ class Distiller:
         student: Any,
         indices: np.ndarray,
         settings: DistillationSettings,
-        taps: tuple[EncoderTaps, EncoderTaps] | None,
+        taps: tuple[BlockTaps, BlockTaps] | None,
         teacher_layers: Sequence[int] | None,
+        projection: Any | None,
     ) -> tuple[Any, dict[str, float]]:
         """The weighted loss of one batch (a tensor to back-propagate) and each term's value."""
         batch = self.train.take(indices)
@@ -305,7 +329,7 @@ class Distiller:
         if taps is not None:
             student_taps, teacher_taps = taps
             if settings.hidden_weight > 0:
-                terms["hidden"] = self._hidden_term(paddle, student_taps, teacher_taps, teacher_layers)
+                terms["hidden"] = self._hidden_term(paddle, student_taps, teacher_taps, teacher_layers, projection)
                 loss = loss + settings.hidden_weight * terms["hidden"]
             if settings.relation_weight > 0:
                 terms["relation"] = relation_loss(
@@ -317,16 +341,16 @@ class Distiller:
         return loss, {name: float(value) for name, value in terms.items()}
 
     def _hidden_term(
-        self, paddle: Any, student_taps: EncoderTaps, teacher_taps: EncoderTaps, teacher_layers: Sequence[int] | None
+        self,
+        paddle: Any,
+        student_taps: BlockTaps,
+        teacher_taps: BlockTaps,
+        teacher_layers: Sequence[int] | None,
+        projection: Any | None,
     ) -> Any:
         depth = len(student_taps.hidden)
         mapping = tuple(teacher_layers) if teacher_layers is not None else uniform_layer_map(depth, len(teacher_taps.hidden))
         if len(mapping) != depth:
             raise ValueError(f"teacher_layers {mapping} has {len(mapping)} entries; the student has {depth} layers")
-        student_width = int(student_taps.hidden[0].shape[-1])
-        teacher_width = int(teacher_taps.hidden[0].shape[-1])
-        if student_width != teacher_width:
-            raise ValueError(
-                f"the hidden term needs equal widths; the student's is {student_width}, the teacher's {teacher_width}"
-            )
-        return hidden_loss(paddle, student_taps.hidden, [teacher_taps.hidden[i] for i in mapping])
+        student_hidden = student_taps.hidden if projection is None else [projection(h) for h in student_taps.hidden]
+        return hidden_loss(paddle, student_hidden, [teacher_taps.hidden[i] for i in mapping])

@@ -32,6 +32,7 @@ from devicefit.evaluators._quant import (
     quantize_in_place,
 )
 from devicefit.evaluators._types import AccuracyResult
+from devicefit.spaces._layout import ModelLayout
 from devicefit.spaces._export import Artifact, export_inference_model
 
 # The full fine-tune of rung 3 (bench/proxy_fidelity.py measures the ladder against it). On the digits ViT,
@@ -50,6 +51,8 @@ class FinalEvaluator(AccuracyEvaluator):
         data: The task's splits.
         settings: The full fine-tune.
         metric: The figure reported as ``accuracy``.
+        layout: Where the teacher's blocks are (the search space's ``layout``), for the hidden and relation
+            terms; found with the default family adapters on first use.
     """
 
     reads_test: ClassVar[bool] = True
@@ -61,12 +64,13 @@ class FinalEvaluator(AccuracyEvaluator):
         settings: DistillationSettings = FINAL_DISTILLATION,
         *,
         metric: Metric | str | MetricFunction = ACCURACY,
+        layout: ModelLayout | None = None,
     ) -> None:
         self.teacher = teacher
         self.data = data
         self.settings = settings
         self.metric = as_metric(metric)
-        self.distiller = Distiller(teacher, data.train)
+        self.distiller = Distiller(teacher, data.train, layout=layout)
 
     @property
     def fidelity(self) -> str:
@@ -106,6 +110,7 @@ class QuantAwareEvaluator(FinalEvaluator):
         qat_settings: The quantization-aware fine-tune that follows it.
         quantization: Quantizers and PTQ calibration.
         metric: The figure reported as ``accuracy``.
+        layout: Where the teacher's blocks are (see :class:`FinalEvaluator`).
     """
 
     def __init__(
@@ -117,8 +122,9 @@ class QuantAwareEvaluator(FinalEvaluator):
         qat_settings: DistillationSettings = QAT_DISTILLATION,
         quantization: QuantizationSettings = QuantizationSettings(),
         metric: Metric | str | MetricFunction = ACCURACY,
+        layout: ModelLayout | None = None,
     ) -> None:
-        super().__init__(teacher, data, settings, metric=metric)
+        super().__init__(teacher, data, settings, metric=metric, layout=layout)
         self.qat_settings = qat_settings
         self.quantization = quantization
         # The PTQ baseline of each evaluated student, kept until its test figure is taken.

@@ -42,6 +42,7 @@ __all__ = [
     "LiteWorkerError",
     "LiteWorkerTimeout",
     "MeasureResult",
+    "MemoryResult",
     "ModelSupport",
     "OutputInfo",
     "RunResult",
@@ -363,7 +364,12 @@ class MeasureResult:
         rss_before_bytes: The worker's resident memory before the measurement (None if unknown).
         rss_after_bytes: ... and after it.
         peak_rss_before_bytes: The worker's peak resident memory (VmHWM) before the measurement.
-        peak_rss_after_bytes: ... and after it. The worker is long-lived: the peak only grows.
+        peak_rss_after_bytes: ... and after it. The worker is long-lived: the peak only grows, so this is no
+            measure of one model's memory (see :meth:`LiteWorker.measure_memory`).
+        power_mode_applied: Whether the power mode was set (only builds with ``MobileConfig.set_power_mode``,
+            i.e. ARM builds, can).
+        cpu_affinity_applied: The CPUs every worker thread was pinned to while timing, or None (not asked for,
+            or not allowed by the OS).
     """
 
     times_ms: tuple[float, ...]
@@ -378,12 +384,42 @@ class MeasureResult:
     rss_after_bytes: int | None
     peak_rss_before_bytes: int | None
     peak_rss_after_bytes: int | None
+    power_mode_applied: bool = False
+    cpu_affinity_applied: tuple[int, ...] | None = None
 
     def block(self, index: int) -> tuple[float, ...]:
         """The timings of block ``index`` (0-based)."""
         if not 0 <= index < self.blocks:
             raise IndexError(f"block {index} out of range (blocks={self.blocks})")
         return self.times_ms[index * self.repeats : (index + 1) * self.repeats]
+
+
+@dataclass(frozen=True)
+class MemoryResult:
+    """Peak memory of one model, measured by :meth:`LiteWorker.measure_memory` in a fresh process.
+
+    Attributes:
+        inference_peak_bytes: Peak resident memory while loading and running the model minus the process's
+            idle resident memory before loading it (Paddle Lite and the inputs already in memory), in bytes.
+        baseline_rss_bytes: That idle resident memory, in bytes.
+        process_peak_bytes: The process's peak resident memory (VmHWM), in bytes.
+        peak_reset: Whether the peak could be reset after the imports (``/proc/self/clear_refs``); if not, a
+            model that needs less than the import's transient peak is under-reported (``lower_bound``).
+        lower_bound: ``inference_peak_bytes`` may be too low (see ``peak_reset``; also when freed heap memory
+            could not be returned to the OS first, which only glibc's ``malloc_trim`` does).
+        method: One line saying how the figure was obtained.
+        runs: Timed runs made (after ``warmup``).
+        warmup: Untimed runs first.
+    """
+
+    inference_peak_bytes: int
+    baseline_rss_bytes: int
+    process_peak_bytes: int
+    peak_reset: bool
+    lower_bound: bool
+    method: str
+    runs: int
+    warmup: int
 
 
 @dataclass(frozen=True)
@@ -612,6 +648,9 @@ class LiteWorker:
     Args:
         python_argv: The Paddle Lite interpreter as an argv prefix (default: :func:`find_lite_python`).
         worker_script: The worker script (default: the ``lite_worker.py`` next to this module).
+        command: The whole command that starts a worker, when it is not ``python_argv + [worker_script]`` on
+            this machine: e.g. ``["ssh", "board", "cd devicefit && exec python3 lite_worker.py"]`` for a
+            worker on an ARM board (the ssh runner copies the script there first). Overrides both above.
         timeout_seconds: Default bound of a request, from sending it to its answer.
         start_timeout_seconds: Bound of the start-up handshake (``hello``) of a new process.
         env: Environment of the worker (default: this process's).
@@ -622,12 +661,14 @@ class LiteWorker:
         python_argv: Sequence[str] | None = None,
         *,
         worker_script: PathLike | None = None,
+        command: Sequence[str] | None = None,
         timeout_seconds: float = 600.0,
         start_timeout_seconds: float = START_TIMEOUT_SECONDS,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self._python_argv = list(python_argv) if python_argv is not None else None
         self._script = Path(worker_script) if worker_script is not None else worker_script_path()
+        self._command = list(command) if command is not None else None
         self.timeout_seconds = float(timeout_seconds)
         self.start_timeout_seconds = float(start_timeout_seconds)
         self._env = dict(env) if env is not None else None
@@ -674,11 +715,16 @@ class LiteWorker:
         return code
 
     def _start(self) -> _Process:
-        argv = self._python_argv if self._python_argv is not None else find_lite_python()
-        if not self._script.is_file():
-            raise LiteUnavailableError(f"the Lite worker script is missing: {self._script}")
+        if self._command is not None:
+            argv = self._command
+            full = list(argv)
+        else:
+            argv = self._python_argv if self._python_argv is not None else find_lite_python()
+            if not self._script.is_file():
+                raise LiteUnavailableError(f"the Lite worker script is missing: {self._script}")
+            full = [*argv, str(self._script)]
         try:
-            proc = _Process([*argv, str(self._script)], self._env)
+            proc = _Process(full, self._env)
         except OSError as exc:
             raise LiteUnavailableError(f"cannot start the Paddle Lite interpreter {argv}: {exc}") from exc
         self._proc = proc
@@ -933,6 +979,8 @@ class LiteWorker:
         repeats: int = 50,
         blocks: int = 1,
         seed: int = 0,
+        power_mode: int | None = None,
+        cpu_affinity: Sequence[int] | None = None,
         timeout_seconds: float | None = None,
     ) -> MeasureResult:
         """Time ``predictor.run()`` in the worker; raw timings plus the worker's memory figures.
@@ -946,9 +994,16 @@ class LiteWorker:
             blocks: Consecutive blocks of ``repeats`` runs (for block statistics such as the minimum of
                 block medians).
             seed: Seed of the random inputs.
+            power_mode: Paddle Lite ``PowerMode`` value (0 high ... 5 rand_low), set where the build has it.
+            cpu_affinity: Pin every worker thread to these CPUs while timing (restored afterwards).
             timeout_seconds: Bound of this request.
         """
         specs = [i.to_json() if isinstance(i, InputSpec) else {"path": os.fspath(i)} for i in inputs]
+        extra: dict[str, Any] = {}
+        if power_mode is not None:
+            extra["power_mode"] = int(power_mode)
+        if cpu_affinity is not None:
+            extra["cpu_affinity"] = [int(c) for c in cpu_affinity]
         reply = self.request(
             "measure",
             timeout_seconds,
@@ -959,7 +1014,9 @@ class LiteWorker:
             repeats=int(repeats),
             blocks=int(blocks),
             seed=int(seed),
+            **extra,
         )
+        pinned = reply.get("cpu_affinity_applied")
         return MeasureResult(
             times_ms=tuple(float(t) for t in reply["times_ms"]),
             warmup=int(reply["warmup"]),
@@ -973,6 +1030,61 @@ class LiteWorker:
             rss_after_bytes=_opt_int(reply.get("rss_after_bytes")),
             peak_rss_before_bytes=_opt_int(reply.get("peak_rss_before_bytes")),
             peak_rss_after_bytes=_opt_int(reply.get("peak_rss_after_bytes")),
+            power_mode_applied=bool(reply.get("power_mode_applied", False)),
+            cpu_affinity_applied=None if pinned is None else tuple(int(c) for c in pinned),
+        )
+
+    def measure_memory(
+        self,
+        nb_file: PathLike,
+        inputs: Sequence[InputSpec | PathLike],
+        *,
+        threads: int = 1,
+        warmup: int = 2,
+        runs: int = 5,
+        seed: int = 0,
+        power_mode: int | None = None,
+        timeout_seconds: float | None = None,
+    ) -> MemoryResult:
+        """Peak memory of inference of one ``.nb``, measured in a fresh child process of the worker.
+
+        The worker itself is long-lived, so its own peak (VmHWM) only grows and its cached predictors hide a
+        new model's needs; see ``op_measure_memory`` in ``lite_worker.py`` for the method.
+
+        Args:
+            nb_file: The naive-buffer model.
+            inputs: Per model input, an :class:`InputSpec` or a ``.npy`` path.
+            threads: Inference threads.
+            warmup: Untimed runs before ``runs`` (both count towards the peak).
+            runs: Runs of the model.
+            seed: Seed of random inputs.
+            power_mode: Paddle Lite ``PowerMode`` value, set where the build has it.
+            timeout_seconds: Bound of this request (the child gets 2 s less).
+        """
+        timeout = self.timeout_seconds if timeout_seconds is None else float(timeout_seconds)
+        specs = [i.to_json() if isinstance(i, InputSpec) else {"path": os.fspath(i)} for i in inputs]
+        extra: dict[str, Any] = {} if power_mode is None else {"power_mode": int(power_mode)}
+        reply = self.request(
+            "measure_memory",
+            timeout,
+            nb_file=os.fspath(nb_file),
+            inputs=specs,
+            threads=int(threads),
+            warmup=int(warmup),
+            runs=int(runs),
+            seed=int(seed),
+            child_timeout_seconds=max(1.0, timeout - 2.0),
+            **extra,
+        )
+        return MemoryResult(
+            inference_peak_bytes=int(reply["inference_peak_bytes"]),
+            baseline_rss_bytes=int(reply["baseline_rss_bytes"]),
+            process_peak_bytes=int(reply["process_peak_bytes"]),
+            peak_reset=bool(reply["peak_reset"]),
+            lower_bound=bool(reply["lower_bound"]),
+            method=str(reply["method"]),
+            runs=int(reply["runs"]),
+            warmup=int(reply["warmup"]),
         )
 
     def measure(

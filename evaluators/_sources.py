@@ -6,7 +6,7 @@ every run and on every machine, and the three splits are disjoint. Nothing here 
 
 File layouts
 ------------
-NPZ (``numpy.savez``), one of:
+NPZ (``numpy.savez``), one of (an optional scalar ``num_classes`` array sets the number of classes):
   - unsplit: ``labels`` (integer ``[N]``) and the model's inputs as ``inputs`` (one input) or ``inputs_0``,
     ``inputs_1``, ... (one array per ``forward`` argument, in order, each ``[N, ...]``). Split by the seed.
   - already split: ``train_labels``, ``val_labels``, ``test_labels`` and, for each split, ``<split>_inputs``
@@ -257,12 +257,21 @@ def load_npz(
 ) -> TaskData:
     """A :class:`TaskData` from an NPZ file (layout in the module docstring).
 
+    A scalar ``num_classes`` array in the file overrides the ``num_classes`` argument.
+
     Raises:
-        DataError: Missing arrays (named), or any check of :func:`split_arrays` / :class:`TaskData`.
+        DataError: An unreadable file, missing arrays (named), or any check of :func:`split_arrays` /
+            :class:`TaskData`.
     """
     path = Path(path)
-    with np.load(path, allow_pickle=False) as archive:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    with archive:
         names = set(archive.files)
+        if "num_classes" in names:
+            num_classes = int(archive["num_classes"])
         if "labels" in names:
             inputs = _npz_inputs(archive, "")
             if inputs is None:
@@ -271,19 +280,21 @@ def load_npz(
                 inputs, archive["labels"], num_classes=num_classes, val_fraction=val_fraction,
                 test_fraction=test_fraction, seed=seed,
             )
-        if {f"{s}_labels" for s in SPLIT_NAMES} <= names:
-            splits = {}
-            for split_name in SPLIT_NAMES:
-                inputs = _npz_inputs(archive, f"{split_name}_")
-                if inputs is None:
-                    raise DataError(f"{path}: has '{split_name}_labels' but no '{split_name}_inputs' (or '_inputs_0', ...)")
-                splits[split_name] = Split(inputs, _check_labels(archive[f"{split_name}_labels"], f"{split_name}_labels"))
-            largest = max(int(s.labels.max()) for s in splits.values() if len(s))
-            return TaskData(num_classes=num_classes or largest + 1, **splits)
-        raise DataError(
-            f"{path}: expected 'labels' and 'inputs', or 'train_labels'/'val_labels'/'test_labels' with their "
-            f"inputs; found {sorted(names)}"
-        )
+        if not any(f"{s}_labels" in names for s in SPLIT_NAMES):
+            raise DataError(
+                f"{path}: expected 'labels' and 'inputs' (split by the seed), or 'train_labels', 'val_labels' and "
+                f"'test_labels' with their inputs; found {', '.join(sorted(names))}"
+            )
+        splits = {}
+        for split_name in SPLIT_NAMES:
+            if f"{split_name}_labels" not in names:
+                raise DataError(f"{path}: no '{split_name}_labels' array (found: {', '.join(sorted(names))})")
+            inputs = _npz_inputs(archive, f"{split_name}_")
+            if inputs is None:
+                raise DataError(f"{path}: has '{split_name}_labels' but no '{split_name}_inputs' (or '_inputs_0', ...)")
+            splits[split_name] = Split(inputs, _check_labels(archive[f"{split_name}_labels"], f"{split_name}_labels"))
+    largest = max(int(s.labels.max()) for s in splits.values() if len(s))
+    return TaskData(num_classes=num_classes or largest + 1, **splits)
 
 
 def load_csv(
@@ -355,6 +366,29 @@ def load_csv(
         raise DataError(f"{path}: column 'split' must be train, val or test, found {unknown[:3]}")
     splits = {name: Split((matrix[where == name],), label_array[where == name]) for name in SPLIT_NAMES}
     return TaskData(num_classes=num_classes or int(label_array.max()) + 1, **splits)
+
+
+def reshape_to_input_spec(data: TaskData, input_spec: Sequence[Any]) -> TaskData:
+    """Reshape flat feature rows (a CSV's ``[N, F]``) to a single-input model's per-sample shape.
+
+    When the model takes one input whose spec fixes every axis but the batch, and each split's one input
+    array is ``[N, F]`` with ``F`` the product of those axes, the arrays are reshaped to ``[N, *axes]``.
+    Anything else is returned unchanged (:func:`~devicefit.evaluators.check_input_spec` then says what
+    does not fit).
+    """
+    if len(input_spec) != 1 or len(data.train.inputs) != 1:
+        return data
+    axes = [int(d) if d is not None else -1 for d in list(input_spec[0].shape)[1:]]
+    if not axes or any(d < 0 for d in axes):
+        return data
+    size = int(np.prod(axes))
+    splits = {}
+    for name, split in data.splits().items():
+        array = split.inputs[0]
+        if array.ndim != 2 or array.shape[1] != size or len(axes) == 1:
+            return data
+        splits[name] = Split((array.reshape((array.shape[0], *axes)),), split.labels)
+    return TaskData(num_classes=data.num_classes, **splits)
 
 
 def _is_number(text: str) -> bool:

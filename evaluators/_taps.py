@@ -1,14 +1,12 @@
-"""Taps on a model's encoder: its per-layer hidden states, attention projections and FFN activations.
+"""Taps on a model's Transformer blocks: per-block hidden states, attention projections and FFN activations.
 
-This is the only module of the evaluators that knows how an encoder is laid out inside a model. Feature-
-and relation-based distillation and the activation-based zero-cost proxies read what :func:`tap_encoder`
-captures and nothing else, so supporting another encoder layout (BERT-style blocks, a ViT with a different
-attention module...) means teaching :func:`encoder_blocks` and :func:`_block_parts` about it, here.
-
-Today's layout is the one :func:`devicefit.spaces.find_encoder` recognises: a ``paddle.nn.TransformerEncoder``
-at ``structure.encoder_path`` whose ``layers`` are ``paddle.nn.TransformerEncoderLayer`` s, with
-``self_attn.q_proj/k_proj/v_proj`` and ``linear1``. A student cut from a teacher keeps the teacher's
-layout (fewer layers, narrower projections), so the same structure serves both.
+This is the only module of the evaluators that reaches inside a model. Feature- and relation-based
+distillation and the activation-based zero-cost proxies read what :func:`tap_blocks` captures and nothing
+else. Where the blocks and their parts are comes from the teacher's :class:`~devicefit.spaces.ModelLayout`
+(found by the family adapters of :mod:`devicefit.spaces`: ``paddle.nn.TransformerEncoder`` models, ViTs,
+BERT-style encoders, or a user's own adapter), so a new layout needs a new adapter there, not a change here.
+A student cut from a teacher keeps the teacher's layout (fewer blocks, narrower projections), so the
+teacher's layout serves both.
 """
 
 from __future__ import annotations
@@ -18,22 +16,23 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
-from devicefit.spaces._encoder import EncoderStructure, get_sublayer
+from devicefit.spaces._layout import ModelLayout
+from devicefit.spaces._surgery import get_sublayer
 
 
 @dataclasses.dataclass
-class EncoderTaps:
-    """Tensors captured during forward passes, one entry per encoder layer and pass, in call order.
+class BlockTaps:
+    """Tensors captured during forward passes, one entry per block and pass, in call order.
 
     They are the live tensors of the forward pass: when gradients are on, losses built from them
     back-propagate into the model.
 
     Attributes:
-        hidden: Output of each encoder layer, ``[batch, tokens, hidden_size]``.
-        queries: Output of each layer's query projection, ``[batch, tokens, heads * head_dim]``.
-        keys: Output of each layer's key projection, same shape.
-        values: Output of each layer's value projection, same shape.
-        ffn_inner: Output of each layer's first FFN linear, before the activation, ``[batch, tokens, ffn]``.
+        hidden: Output of each block, ``[batch, tokens, hidden_size]``.
+        queries: Output of each block's query projection, ``[batch, tokens, heads * head_dim]``.
+        keys: Output of each block's key projection, same shape.
+        values: Output of each block's value projection, same shape.
+        ffn_inner: Output of each block's first FFN linear, before the activation, ``[batch, tokens, ffn]``.
     """
 
     hidden: list[Any] = dataclasses.field(default_factory=list)
@@ -48,38 +47,51 @@ class EncoderTaps:
             getattr(self, field.name).clear()
 
 
-def encoder_blocks(model: Any, structure: EncoderStructure) -> list[Any]:
-    """The encoder layers of ``model`` (a teacher, or a student cut from it), in order."""
-    return list(get_sublayer(model, structure.encoder_path).layers)
+def teacher_layout(teacher: Any) -> ModelLayout:
+    """The layout of ``teacher`` as the default family adapters map it (what :class:`TransformerSpace` uses).
+
+    Raises:
+        UnsupportedModelError: No adapter recognizes the model (the message names the layer).
+    """
+    from devicefit.spaces._adapters import DEFAULT_ADAPTERS
+    from devicefit.spaces._layout import find_layout
+
+    return find_layout(teacher, DEFAULT_ADAPTERS)[1]
 
 
-def _block_parts(block: Any) -> dict[str, Any]:
-    """The sublayers of one encoder layer whose outputs are tapped, by :class:`EncoderTaps` field."""
-    attention = block.self_attn
+def blocks(model: Any, layout: ModelLayout) -> list[Any]:
+    """The Transformer blocks of ``model`` (a teacher, or a student cut from it), in order."""
+    return list(get_sublayer(model, layout.blocks_path))
+
+
+def _block_parts(block: Any, layout: ModelLayout) -> dict[str, Any]:
+    """The sublayers of one block whose outputs are tapped, by :class:`BlockTaps` field."""
+    parts = layout.block
     return {
         "hidden": block,
-        "queries": attention.q_proj,
-        "keys": attention.k_proj,
-        "values": attention.v_proj,
-        "ffn_inner": block.linear1,
+        "queries": get_sublayer(block, parts.query),
+        "keys": get_sublayer(block, parts.key),
+        "values": get_sublayer(block, parts.value),
+        "ffn_inner": get_sublayer(block, parts.ffn_in),
     }
 
 
 @contextlib.contextmanager
-def tap_encoder(model: Any, structure: EncoderStructure) -> Iterator[EncoderTaps]:
-    """Capture the encoder's intermediate tensors while the context is open.
+def tap_blocks(model: Any, layout: ModelLayout) -> Iterator[BlockTaps]:
+    """Capture the blocks' intermediate tensors while the context is open.
 
     Forward post-hooks are registered on entry and removed on exit, also when the body raises, so the
-    model is left as it was. Each forward pass appends one tensor per layer to each list.
+    model is left as it was. Each forward pass appends one tensor per block to each list. A block that
+    returns a tuple contributes its first element as its hidden state.
 
     Args:
         model: The model to tap.
-        structure: Where its encoder is (from :func:`devicefit.spaces.find_encoder` on the teacher).
+        layout: Where its blocks are (the teacher's layout, for a student cut from it too).
 
     Yields:
-        The :class:`EncoderTaps` being filled.
+        The :class:`BlockTaps` being filled.
     """
-    taps = EncoderTaps()
+    taps = BlockTaps()
     handles = []
 
     def recorder(target: list[Any]) -> Any:
@@ -89,8 +101,8 @@ def tap_encoder(model: Any, structure: EncoderStructure) -> Iterator[EncoderTaps
         return hook
 
     try:
-        for block in encoder_blocks(model, structure):
-            for field, part in _block_parts(block).items():
+        for block in blocks(model, layout):
+            for field, part in _block_parts(block, layout).items():
                 handles.append(part.register_forward_post_hook(recorder(getattr(taps, field))))
         yield taps
     finally:

@@ -24,9 +24,9 @@ import numpy as np
 from devicefit.evaluators._accuracy import AccuracyEvaluator, predict_logits
 from devicefit.evaluators._data import Split, TaskData
 from devicefit.evaluators._metrics import ACCURACY, Metric, MetricFunction, as_metric, teacher_agreement, teacher_kl
-from devicefit.evaluators._taps import tap_encoder
+from devicefit.evaluators._taps import tap_blocks, teacher_layout
 from devicefit.evaluators._types import AccuracyResult
-from devicefit.spaces._encoder import EncoderStructure, find_encoder
+from devicefit.spaces._layout import ModelLayout
 from devicefit.spaces._paddle import import_paddle
 
 ARCHITECTURE_PROXIES = ("grad_norm", "synflow", "naswot")
@@ -99,13 +99,13 @@ def synflow(student: Any, batch: Split) -> float:
     return float(np.log10(total)) if total > 0 else float("-inf")
 
 
-def naswot(student: Any, structure: EncoderStructure, batch: Split) -> float:
+def naswot(student: Any, layout: ModelLayout, batch: Split) -> float:
     """NASWOT: ``log|K|`` with ``K[i, j]`` the number of FFN units (all layers, all tokens) on which samples
     ``i`` and ``j`` agree about the sign of the pre-activation. Higher means inputs are better separated.
     """
     paddle = import_paddle()
     student.eval()
-    with tap_encoder(student, structure) as taps, paddle.no_grad():
+    with tap_blocks(student, layout) as taps, paddle.no_grad():
         student(*[paddle.to_tensor(x) for x in batch.inputs])
         codes = np.concatenate(
             [(t.numpy() > 0).reshape(len(batch), -1) for t in taps.ffn_inner], axis=1
@@ -127,6 +127,7 @@ class ZeroCostEvaluator(AccuracyEvaluator):
         data: The task's splits (``train`` for the calibration batch, ``val`` for the metric).
         settings: What to compute.
         metric: The figure reported as ``accuracy``.
+        layout: Where the teacher's blocks are (the search space's ``layout``); found on first use by default.
     """
 
     def __init__(
@@ -136,6 +137,7 @@ class ZeroCostEvaluator(AccuracyEvaluator):
         settings: ZeroCostSettings = ZeroCostSettings(),
         *,
         metric: Metric | str | MetricFunction = ACCURACY,
+        layout: ModelLayout | None = None,
     ) -> None:
         self.teacher = teacher
         self.data = data
@@ -143,7 +145,7 @@ class ZeroCostEvaluator(AccuracyEvaluator):
         self.metric = as_metric(metric)
         self._batch: Split | None = None
         self._teacher_batch_logits: np.ndarray | None = None
-        self._structure: EncoderStructure | None = None
+        self._layout = layout
 
     @property
     def fidelity(self) -> str:
@@ -164,11 +166,11 @@ class ZeroCostEvaluator(AccuracyEvaluator):
         return self._teacher_batch_logits
 
     @property
-    def structure(self) -> EncoderStructure:
-        """The teacher's encoder, where NASWOT taps the FFN."""
-        if self._structure is None:
-            self._structure = find_encoder(self.teacher)
-        return self._structure
+    def layout(self) -> ModelLayout:
+        """The teacher's layout, where NASWOT taps the FFN (found on first use)."""
+        if self._layout is None:
+            self._layout = teacher_layout(self.teacher)
+        return self._layout
 
     def evaluate(self, student: Any, *, teacher_layers: Sequence[int] | None = None) -> AccuracyResult:
         started = time.perf_counter()
@@ -183,6 +185,6 @@ class ZeroCostEvaluator(AccuracyEvaluator):
         if "synflow" in proxies:
             details["synflow"] = synflow(student, self.batch)
         if "naswot" in proxies:
-            details["naswot"] = naswot(student, self.structure, self.batch.take(slice(0, self.settings.naswot_samples)))
+            details["naswot"] = naswot(student, self.layout, self.batch.take(slice(0, self.settings.naswot_samples)))
         value = self.metric(predict_logits(student, self.data.val), self.data.val.labels)
         return AccuracyResult(value, "val", self.fidelity, time.perf_counter() - started, details, self.metric.name)

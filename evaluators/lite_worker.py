@@ -16,13 +16,18 @@ Paddle Lite's C++ code prints freely to stdout and stderr. At start the worker d
 (fd 1) to a private descriptor that carries the protocol, then points fd 1 at fd 2: every stray print,
 Python or native, ends up on stderr, which the client keeps as a ring buffer for crash reports.
 
-Ops: ``hello``, ``convert``, ``supported_ops``, ``check_model``, ``run``, ``measure``, ``shutdown``
-(see the ``op_*`` functions for their arguments). Statistics are never computed here: ``measure`` returns
-the raw per-run wall times.
+Ops: ``hello``, ``convert``, ``supported_ops``, ``check_model``, ``run``, ``measure``, ``measure_memory``,
+``shutdown`` (see the ``op_*`` functions for their arguments). Statistics are never computed here:
+``measure`` returns the raw per-run wall times.
 
-Run as ``python lite_worker.py`` (serve the protocol). ``python lite_worker.py --check-model MODEL PARAMS
-PLACES`` is an internal one-shot mode used by ``check_model``: Paddle Lite's ``check_if_model_supported``
-always ends the process (exit 1 when the model is supported, abort when it is not), so it runs in a child.
+The same script serves devicefit on this host and, copied there by the ssh runner, on an ARM Linux board:
+where the Paddle Lite build has ``MobileConfig.set_threads``/``set_power_mode`` (ARM builds) they are used;
+the x86 wheel has neither, so threads go to its math libraries and there is no power mode.
+
+Run as ``python lite_worker.py`` (serve the protocol). Two internal one-shot modes run in a child process:
+``--check-model MODEL PARAMS PLACES`` (Paddle Lite's ``check_if_model_supported`` always ends the process:
+exit 1 when the model is supported, abort when it is not) and ``--measure-memory REQUEST_JSON`` (the peak
+memory of one model measured in a fresh process, see ``op_measure_memory``).
 """
 
 from __future__ import annotations
@@ -239,30 +244,122 @@ def _apply_threads(threads: int) -> str:
 # --------------------------------------------------------------------------------------------------
 # predictors
 
-_PREDICTORS: "collections.OrderedDict[tuple[str, int, int], Any]" = collections.OrderedDict()
+_PREDICTORS: "collections.OrderedDict[tuple[Any, ...], Any]" = collections.OrderedDict()
+
+#: Paddle Lite's ``PowerMode`` members, in the order of their values (0: big cores ... 5: random little).
+POWER_MODE_NAMES = (
+    "LITE_POWER_HIGH",
+    "LITE_POWER_LOW",
+    "LITE_POWER_FULL",
+    "LITE_POWER_NO_BIND",
+    "LITE_POWER_RAND_HIGH",
+    "LITE_POWER_RAND_LOW",
+)
 
 
-def _predictor(nb_file: Any) -> tuple[Any, bool, float]:
-    """Return (predictor, was cached, load seconds) for a ``.nb`` file, cached by path, mtime and size."""
+def _configure(config: Any, threads: int, power_mode: Optional[int]) -> tuple[bool, bool]:
+    """Set threads and power mode on a ``MobileConfig`` where this build has the setters (ARM builds).
+
+    Returns:
+        (threads were set on the config, power mode was set on the config).
+    """
+    threads_set = power_set = False
+    if hasattr(config, "set_threads"):
+        config.set_threads(int(threads))
+        threads_set = True
+    if power_mode is not None:
+        if not 0 <= int(power_mode) < len(POWER_MODE_NAMES):
+            raise ValueError("power_mode must be 0..%d, got %r" % (len(POWER_MODE_NAMES) - 1, power_mode))
+        if hasattr(config, "set_power_mode"):
+            config.set_power_mode(getattr(_lite().PowerMode, POWER_MODE_NAMES[int(power_mode)]))
+            power_set = True
+    return threads_set, power_set
+
+
+def _predictor(nb_file: Any, threads: int = 1, power_mode: Optional[int] = None) -> tuple[Any, bool, float, str, bool]:
+    """Return (predictor, was cached, load seconds, how threads were applied, power mode applied) for a ``.nb``.
+
+    Predictors are cached by path, mtime, size, threads and power mode. Threads go to the ``MobileConfig``
+    where the build can take them (ARM), else to the math libraries (the x86 wheel: MKL and OpenMP).
+    """
     path = _existing_file(nb_file, "nb_file")
     st = os.stat(path)
-    key = (path, st.st_mtime_ns, st.st_size)
+    key = (path, st.st_mtime_ns, st.st_size, int(threads), power_mode)
     cached = _PREDICTORS.get(key)
     if cached is not None:
         _PREDICTORS.move_to_end(key)
-        return cached, True, 0.0
+        predictor, threads_how, power_set = cached
+        if threads_how != "config":
+            threads_how = _apply_threads(threads)
+        return predictor, True, 0.0, threads_how, power_set
     for old in [k for k in _PREDICTORS if k[0] == path]:
         del _PREDICTORS[old]
     lite = _lite()
     start = time.perf_counter()
     config = lite.MobileConfig()
     config.set_model_from_file(path)
+    threads_set, power_set = _configure(config, threads, power_mode)
     predictor = lite.create_paddle_predictor(config)
     seconds = time.perf_counter() - start
-    _PREDICTORS[key] = predictor
+    threads_how = "config" if threads_set else _apply_threads(threads)
+    _PREDICTORS[key] = (predictor, threads_how, power_set)
     while len(_PREDICTORS) > PREDICTOR_CACHE_SIZE:
         _PREDICTORS.popitem(last=False)
-    return predictor, False, seconds
+    return predictor, False, seconds, threads_how, power_set
+
+
+# --------------------------------------------------------------------------------------------------
+# CPU pinning
+
+
+def _task_ids() -> list[int]:
+    try:
+        return [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]
+
+
+def _restore_affinity(saved: dict[int, set[int]], default: Optional[set[int]]) -> None:
+    """Give each thread its mask back; threads started while pinned (a math library's pool) get ``default``."""
+    for tid in _task_ids() if default is not None else list(saved):
+        mask = saved.get(tid, default)
+        if mask is not None:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, mask)
+
+
+@contextlib.contextmanager
+def pinned_to(cpus: Optional[list[int]]) -> Iterator[Optional[list[int]]]:
+    """Pin every thread of this process to ``cpus`` for the duration (Linux); restore the masks afterwards.
+
+    ``os.sched_setaffinity`` acts on one thread, so each thread of the process is pinned (the math
+    libraries' pools included); threads started inside inherit the pinned mask of their creator, and get the
+    process's original mask when the pinning ends.
+
+    Yields:
+        The CPUs pinned to, or None when ``cpus`` is empty or the OS does not allow it (then nothing changed).
+    """
+    saved: dict[int, set[int]] = {}
+    original: Optional[set[int]] = None
+    applied: Optional[list[int]] = None
+    if cpus and hasattr(os, "sched_setaffinity"):
+        wanted = sorted({int(c) for c in cpus})
+        original = os.sched_getaffinity(0)
+        try:
+            for tid in _task_ids():
+                try:
+                    saved[tid] = os.sched_getaffinity(tid)
+                    os.sched_setaffinity(tid, wanted)
+                except ProcessLookupError:
+                    continue  # the thread ended meanwhile
+            applied = wanted
+        except OSError:  # e.g. a CPU outside this process's allowed set
+            _restore_affinity(saved, original)
+            saved, original = {}, None
+    try:
+        yield applied
+    finally:
+        _restore_affinity(saved, original)
 
 
 def _set_inputs(predictor: Any, arrays: list[tuple[Optional[str], Any]]) -> None:
@@ -508,8 +605,9 @@ def op_run(req: Request) -> Result:
     Args (in the request): nb_file, inputs (list of ``{"path": ".npy"[, "name"]}``), output_paths
     (list of ``.npy`` paths, output i goes to path i; may be shorter than the outputs), threads.
     """
-    predictor, cached, load_seconds = _predictor(_required(req, "nb_file"))
-    threads_applied = _apply_threads(int(req.get("threads", 1)))
+    predictor, cached, load_seconds, threads_applied, _ = _predictor(
+        _required(req, "nb_file"), int(req.get("threads", 1))
+    )
     specs = _required(req, "inputs")
     if any(not isinstance(s, dict) or s.get("path") is None for s in specs):
         raise ValueError("run takes inputs as .npy paths: [{'path': ...}, ...]")
@@ -544,12 +642,16 @@ def op_measure(req: Request) -> Result:
 
     Args (in the request): nb_file, inputs (list of ``{"shape", "dtype"[, "low", "high", "name"]}`` for
     random inputs from ``seed``, or ``{"path": ".npy"}``), seed, threads, warmup, repeats, blocks
-    (``blocks`` consecutive blocks of ``repeats`` timed runs; block k is ``times_ms[k*repeats:(k+1)*repeats]``).
+    (``blocks`` consecutive blocks of ``repeats`` timed runs; block k is ``times_ms[k*repeats:(k+1)*repeats]``),
+    power_mode (Paddle Lite ``PowerMode`` value, applied where the build has it; optional), cpu_affinity
+    (list of CPU numbers to pin every thread of the worker to while timing; optional).
     """
     rss_before, peak_before = _rss_bytes()
-    predictor, cached, load_seconds = _predictor(_required(req, "nb_file"))
     threads = int(req.get("threads", 1))
-    threads_applied = _apply_threads(threads)
+    power_mode = req.get("power_mode")
+    predictor, cached, load_seconds, threads_applied, power_applied = _predictor(
+        _required(req, "nb_file"), threads, None if power_mode is None else int(power_mode)
+    )
     warmup = int(req.get("warmup", 10))
     repeats = int(req.get("repeats", 50))
     blocks = int(req.get("blocks", 1))
@@ -558,13 +660,14 @@ def op_measure(req: Request) -> Result:
     _set_inputs(predictor, _input_arrays(_required(req, "inputs"), int(req.get("seed", 0))))
     run = predictor.run
     clock = time.perf_counter
-    for _ in range(warmup):
-        run()
     times_ms: list[float] = []
-    for _ in range(blocks * repeats):
-        start = clock()
-        run()
-        times_ms.append((clock() - start) * 1e3)
+    with pinned_to(req.get("cpu_affinity")) as pinned:
+        for _ in range(warmup):
+            run()
+        for _ in range(blocks * repeats):
+            start = clock()
+            run()
+            times_ms.append((clock() - start) * 1e3)
     rss_after, peak_after = _rss_bytes()
     return {
         "times_ms": times_ms,
@@ -573,6 +676,8 @@ def op_measure(req: Request) -> Result:
         "blocks": blocks,
         "threads": threads,
         "threads_applied": threads_applied,
+        "power_mode_applied": power_applied,
+        "cpu_affinity_applied": pinned,
         "predictor_cached": cached,
         "load_seconds": load_seconds,
         "rss_before_bytes": rss_before,
@@ -582,6 +687,111 @@ def op_measure(req: Request) -> Result:
     }
 
 
+def _release_free_heap() -> bool:
+    """Give freed heap memory back to the OS (``gc.collect`` + glibc ``malloc_trim(0)``); True if trimmed.
+
+    Without it, memory that the imports allocated and freed stays resident, the model's allocations reuse it
+    without raising the RSS, and the model's memory is under-reported (seen: a model with 4.2 MB of weights
+    measured +1.9 MB without the trim, +5.6 MB with it).
+    """
+    import gc  # noqa: PLC0415
+
+    gc.collect()
+    try:
+        return bool(ctypes.CDLL(None).malloc_trim(0))
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak resident memory (VmHWM) to its current RSS (Linux >= 4.0); True if done."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def measure_memory_here(req: Request) -> Result:
+    """Measure the peak memory of one model in this (fresh) process; see :func:`op_measure_memory`."""
+    lite = _lite()  # imported before the baseline: the runtime is not the model's memory
+    arrays = _input_arrays(_required(req, "inputs"), int(req.get("seed", 0)))
+    threads = int(req.get("threads", 1))
+    power_mode = req.get("power_mode")
+    warmup = int(req.get("warmup", 2))
+    runs = int(req.get("runs", 5))
+    if warmup < 0 or runs < 1:
+        raise ValueError("need warmup >= 0, runs >= 1")
+    nb_file = _existing_file(_required(req, "nb_file"), "nb_file")
+    trimmed = _release_free_heap()
+    reset = _reset_peak_rss()
+    baseline_rss, baseline_peak = _rss_bytes()
+    config = lite.MobileConfig()
+    config.set_model_from_file(nb_file)
+    threads_set, _ = _configure(config, threads, None if power_mode is None else int(power_mode))
+    predictor = lite.create_paddle_predictor(config)
+    if not threads_set:
+        _apply_threads(threads)
+    _set_inputs(predictor, arrays)
+    for _ in range(warmup + runs):
+        predictor.run()
+    rss_after, peak_after = _rss_bytes()
+    if baseline_rss is None or peak_after is None:
+        raise RuntimeError("this system reports no resident memory (/proc/self/status has no VmRSS/VmHWM)")
+    method = "fresh process; %s; %s; peak minus the idle RSS before loading the model" % (
+        "free heap trimmed" if trimmed else "free heap not trimmed (not glibc): may under-report",
+        "VmHWM reset after imports" if reset else "VmHWM not resettable",
+    )
+    lower_bound = not trimmed or (not reset and baseline_peak is not None and peak_after <= baseline_peak)
+    return {
+        "inference_peak_bytes": max(0, peak_after - baseline_rss),
+        "baseline_rss_bytes": baseline_rss,
+        "process_peak_bytes": peak_after,
+        "rss_after_bytes": rss_after,
+        "peak_reset": reset,
+        "heap_trimmed": trimmed,
+        "lower_bound": lower_bound,
+        "method": method,
+        "runs": runs,
+        "warmup": warmup,
+    }
+
+
+def op_measure_memory(req: Request) -> Result:
+    """Peak memory of inference for one ``.nb``, measured in a fresh child process.
+
+    This worker is long-lived: its peak RSS (VmHWM) only grows, and its cached predictors and malloc
+    arenas hide a new model's needs. So a child process imports Paddle Lite and builds the inputs, resets
+    its VmHWM to its current RSS (``/proc/self/clear_refs`` = 5), notes that idle RSS, loads the model, runs
+    it ``warmup + runs`` times, and reports ``inference_peak_bytes = VmHWM - idle RSS``. Before the idle RSS is
+    noted, freed heap memory is returned to the OS (``malloc_trim``), or the model would reuse it unseen.
+
+    Args (in the request): nb_file, inputs (as for ``measure``), seed, threads, power_mode, warmup, runs,
+    child_timeout_seconds (default 120).
+    """
+    timeout = float(req.get("child_timeout_seconds", 120.0))
+    child_request = {k: v for k, v in req.items() if k not in ("id", "op", "child_timeout_seconds")}
+    cmd = [sys.executable, os.path.abspath(__file__), "--measure-memory", json.dumps(child_request)]
+    try:
+        child = subprocess.run(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise TimeoutError("the memory measurement took more than %.0f s" % exc.timeout) from None
+    lines = [ln for ln in child.stdout.decode("utf-8", errors="replace").splitlines() if ln.strip()]
+    stderr = child.stderr.decode("utf-8", errors="replace")
+    if child.returncode != 0 or not lines:
+        raise RuntimeError(
+            "the memory measurement process failed (exit %s):\n%s" % (child.returncode, _cap_text(stderr)[-4000:])
+        )
+    reply = json.loads(lines[-1])
+    if not reply.get("ok"):
+        error = reply.get("error") or {}
+        raise RuntimeError("memory measurement: %s: %s" % (error.get("type"), error.get("message")))
+    return {k: v for k, v in reply.items() if k != "ok"}
+
+
 HANDLERS: dict[str, Handler] = {
     "hello": op_hello,
     "convert": op_convert,
@@ -589,6 +799,7 @@ HANDLERS: dict[str, Handler] = {
     "check_model": op_check_model,
     "run": op_run,
     "measure": op_measure,
+    "measure_memory": op_measure_memory,
 }
 
 
@@ -667,11 +878,28 @@ def _check_model_main(argv: list[str]) -> int:
     return 3  # not reached with Paddle Lite 2.13
 
 
+def _measure_memory_main(argv: list[str]) -> int:
+    """One-shot child of ``measure_memory``: one JSON line on the real stdout, native prints on stderr."""
+    (request_json,) = argv
+    channel = claim_protocol_channel()
+    try:
+        result = measure_memory_here(json.loads(request_json))
+        reply: dict[str, Any] = {"ok": True}
+        reply.update(result)
+    except Exception as exc:  # noqa: BLE001  (reported to the parent as a failed measurement)
+        reply = {"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}}
+    flush_native()
+    channel.send(reply)
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    """Entry point: serve the protocol, or run the ``--check-model`` child."""
+    """Entry point: serve the protocol, or run one of the one-shot children."""
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "--check-model":
         return _check_model_main(args[1:])
+    if args and args[0] == "--measure-memory":
+        return _measure_memory_main(args[1:])
     if args:
         sys.stderr.write("usage: lite_worker.py  (speaks JSON lines on stdin/stdout)\n")
         return 2

@@ -34,6 +34,11 @@ EXAMPLES: dict[str, ExampleInfo] = {
             "devicefit.examples.digits_vit.task",
             "4-layer ViT (d=64, 4 heads, FFN 128) trained on scikit-learn's bundled 8x8 digits",
         ),
+        ExampleInfo(
+            "digits-bert",
+            "devicefit.examples.digits_bert.task",
+            "4-layer BERT-style encoder (d=64, 4 heads, FFN 128) on the same digits as 65 intensity tokens",
+        ),
     )
 }
 

@@ -149,11 +149,11 @@ else
         fi
     fi
     rm -f "$VENV_STAMP"
-    STEP="installing devicefit into .venv (pip install -e \".[test]\" -c constraints.txt)"
+    STEP="installing devicefit into .venv (pip install -e \".[test,gp]\" -c constraints.txt)"
     HINT="See pip's output above. Check that PyPI is reachable and that constraints.txt still satisfies pyproject.toml (regenerate it as its header says); 'make clean setup' rebuilds .venv from scratch."
     log "installing devicefit (editable, with test extras) into .venv, pinned by constraints.txt ..."
     "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off \
-        -e ".[test]" -c constraints.txt
+        -e ".[test,gp]" -c constraints.txt
     STEP="checking .venv (pip check)"
     HINT="An installed package's declared requirements are not met: fix constraints.txt (see its header)."
     "$VENV/bin/python" -m pip check --disable-pip-version-check >/dev/null || {

@@ -9,28 +9,47 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from devicefit.device_profiles._profile import DeviceProfile
-from devicefit.evaluators._accuracy import DEFAULT_DISTILLATION, DistillationEvaluator, DistillationSettings
+from devicefit.evaluators._accuracy import DEFAULT_DISTILLATION, DistillationEvaluator, DistillationSettings, predict_logits
 from devicefit.evaluators._data import check_task_data
 from devicefit.evaluators._metrics import ACCURACY, Metric, MetricFunction, as_metric
-from devicefit.evaluators._latency import LatencyEvaluator, MeasureSettings, host_latency
+from devicefit.evaluators._latency import LatencyEvaluator, MeasureSettings, MeasuredLatency, default_latency
 from devicefit.evaluators._lite_client import LiteUnavailableError
-from devicefit.search._outputs import ParetoMember, write_outputs
+from devicefit.evaluators._types import AccuracyResult
+from devicefit.search._budget import Budget, memory_violations
+from devicefit.search._claims import CandidateClaims
+from devicefit.search._outputs import OutputSummary, write_outputs
 from devicefit.search._progress import Progress
-from devicefit.search._records import RECORD_ATTR, TrialRecord, objectives_for
-from devicefit.search._study import finished_trial_count, open_study
+from devicefit.search._records import RECORD_ATTR, Objective, TrialRecord, objectives_for
+from devicefit.search._samplers import DEFAULT_SAMPLER, describe_sampler, make_sampler
+from devicefit.search._study import (
+    WORKER_ATTR,
+    Heartbeat,
+    ask,
+    fail_dead_trials,
+    finished_trial_count,
+    open_study,
+    sqlite_url,
+    this_worker,
+)
 from devicefit.search._task import Task
 from devicefit.spaces._candidate import Candidate
-from devicefit.spaces._export import export_inference_model
-from devicefit.spaces._space import SearchSpace, SpaceBounds, TransformerEncoderSpace
+from devicefit.spaces._export import Artifact, export_inference_model, program_logits
+from devicefit.spaces._precision import lite_deployment_problem
+from devicefit.spaces._space import SearchSpace, SpaceBounds, TransformerSpace
 
 STUDY_FILE = "study.db"
+#: How long a trial waits for another worker that is building the same candidate.
+CLAIM_WAIT_SECONDS = 1800
+CLAIM_POLL_SECONDS = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,18 +57,23 @@ class FitSettings:
     """Settings of one fit. Every field has a default chosen for a hands-off run.
 
     Attributes:
-        out: Output folder (created; an existing run there is resumed).
-        devices: Target devices; one latency objective each.
-        trials: Finished trials the study should have when the run ends (a resumed run adds the rest).
+        out: Output folder (created; an existing run there is resumed). Workers of one distributed search
+            share it (candidate files are written there).
+        devices: Target devices.
+        trials: Trials the study should have when the run ends (a resumed run adds the rest).
         seed: Seeds the sampler, the fine-tunes and the calibration batch.
         study_name: Name of the Optuna study inside the storage.
+        storage: Optuna storage URL; ``None`` is the SQLite file ``<out>/study.db``.
+        sampler: ``nsga2``, ``tpe``, ``gp`` or ``random``.
+        budget: Limits a deployable candidate must meet (Optuna constraints).
+        time_seconds: Wall-clock budget: no trial starts that would likely end after it.
+        latency_objective: ``per-device`` (one objective per device) or ``worst`` (the slowest device).
         distillation: The accuracy rung used during the search (default: the rung chosen by
             ``bench/proxy_fidelity.py``, see ``evaluators._accuracy.DEFAULT_DISTILLATION``).
         metric: What the accuracy objective measures: ``accuracy``, ``macro_f1``, or a callable
             ``(logits [N, C], labels [N]) -> float`` (higher is better).
         measure: The timing protocol of measured latency.
         calibration_samples: Training samples used to measure importance.
-        population_size: NSGA-II population; ``None`` picks a third of the trials, between 4 and 50.
     """
 
     out: Path
@@ -57,11 +81,15 @@ class FitSettings:
     trials: int = 12
     seed: int = 0
     study_name: str = "devicefit"
+    storage: str | None = None
+    sampler: str = DEFAULT_SAMPLER
+    budget: Budget = Budget()
+    time_seconds: float | None = None
+    latency_objective: str = "per-device"
     distillation: DistillationSettings = DEFAULT_DISTILLATION
     metric: Metric | str | MetricFunction = ACCURACY
     measure: MeasureSettings = MeasureSettings()
     calibration_samples: int = 256
-    population_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.trials < 1:
@@ -71,14 +99,23 @@ class FitSettings:
         ids = [d.id for d in self.devices]
         if len(set(ids)) != len(ids):
             raise ValueError(f"a device is listed twice: {ids}")
+        unknown = set(self.budget.latency_ms) - set(ids)
+        if unknown:
+            raise ValueError(f"latency budget for devices the run does not target: {sorted(unknown)}")
+        if self.time_seconds is not None and self.time_seconds <= 0:
+            raise ValueError(f"time_seconds must be positive, got {self.time_seconds}")
 
     @property
     def device_ids(self) -> tuple[str, ...]:
         return tuple(d.id for d in self.devices)
 
     @property
-    def nsga2_population(self) -> int:
-        return self.population_size or int(np.clip(self.trials // 3, 4, 50))
+    def storage_url(self) -> str:
+        return self.storage or sqlite_url(self.out / STUDY_FILE)
+
+    @property
+    def objectives(self) -> list[Objective]:
+        return objectives_for(self.device_ids, self.latency_objective)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,15 +124,21 @@ class FitResult:
 
     Attributes:
         out: The output folder.
-        pareto: The Pareto-optimal candidates, best accuracy first.
+        outputs: The front that was written (and, if no candidate met the budget, the closest ones).
         completed: Trials that evaluated a candidate (duplicates included).
         failed: Trials that failed; the reason is on each trial (user attribute ``error``).
+        stopped_by_time: The wall-clock budget ended the run before its trial count.
     """
 
     out: Path
-    pareto: list[ParetoMember]
+    outputs: OutputSummary
     completed: int
     failed: int
+    stopped_by_time: bool = False
+
+    @property
+    def pareto(self) -> list[Any]:
+        return self.outputs.members
 
 
 def common_precisions(devices: tuple[DeviceProfile, ...]) -> tuple[str, ...]:
@@ -107,10 +150,17 @@ def common_precisions(devices: tuple[DeviceProfile, ...]) -> tuple[str, ...]:
 
 
 def rejection_reason(candidate: Candidate, devices: tuple[DeviceProfile, ...]) -> str | None:
-    """Why a device cannot run ``candidate``, or ``None`` when all can."""
+    """Why a device cannot run ``candidate``, or ``None`` when all can.
+
+    A device cannot run a precision its profile does not list, nor what Paddle Lite cannot deploy for its
+    places (int8, fp16 or weight-only quantization on x86: see ``lite_deployment_problem``).
+    """
     for device in devices:
         if candidate.precision not in device.precisions:
             return f"{device.id} has no {candidate.precision} kernels (its profile lists {list(device.precisions)})"
+        problem = lite_deployment_problem(candidate, device.places)
+        if problem is not None:
+            return f"{device.id} ({device.places}): {problem}"
     return None
 
 
@@ -129,8 +179,10 @@ class Fit:
         task: The teacher and its data.
         settings: The run's settings.
         progress: Where progress lines go.
-        latency: The latency evaluator; by default the host runner through a Lite worker.
-        space: The search space; by default a :class:`TransformerEncoderSpace` of the teacher.
+        latency: The latency evaluator; by default Paddle Lite measurements on this host, phones (adb) and
+            boards (ssh), with device leases and the latency cache in the study's database.
+        space: The search space; by default a :class:`TransformerSpace` of the teacher.
+        run_spec: What ``devicefit worker`` needs to join this search (stored in the study when it is created).
     """
 
     def __init__(
@@ -141,9 +193,11 @@ class Fit:
         progress: Progress | None = None,
         latency: LatencyEvaluator | None = None,
         space: SearchSpace | None = None,
+        run_spec: dict[str, Any] | None = None,
     ) -> None:
         self.task = task
         self.settings = settings
+        self.run_spec = run_spec
         self.progress = progress or Progress(settings.trials)
         self._latency = latency
         self._owned_worker: Any = None
@@ -151,9 +205,16 @@ class Fit:
         if space is None:
             inputs, labels = _calibration_batch(task, settings.calibration_samples, settings.seed)
             bounds = SpaceBounds(precisions=common_precisions(settings.devices))  # type: ignore[arg-type]
-            space = TransformerEncoderSpace(task.teacher, inputs, labels, bounds=bounds)
+            space = TransformerSpace(task.teacher, inputs, labels, bounds=bounds, seed=settings.seed)
         self.space = space
-        self.accuracy = DistillationEvaluator(task.teacher, task.data, settings.distillation, metric=settings.metric)
+        layout = getattr(space, "layout", None)  # where the teacher's blocks are, for the distillation taps
+        self.accuracy = DistillationEvaluator(
+            task.teacher, task.data, settings.distillation, metric=settings.metric, layout=layout
+        )
+        self._claims: CandidateClaims | None = None
+        self._started = time.monotonic()
+        self._trial_seconds: list[float] = []
+        self._trials_run_here = 0
 
     @property
     def latency(self) -> LatencyEvaluator:
@@ -161,7 +222,12 @@ class Fit:
             from devicefit.evaluators._lite_client import LiteWorker
 
             self._owned_worker = LiteWorker()
-            self._latency = host_latency(self._owned_worker, self.settings.measure)
+            self._latency = default_latency(
+                self._owned_worker,
+                self.settings.measure,
+                storage_url=self.settings.storage_url,
+                reference_dir=self.settings.out / "reference",
+            )
         return self._latency
 
     def _check_lite(self) -> None:
@@ -172,8 +238,14 @@ class Fit:
             self._owned_worker.hello()
 
     def close(self) -> None:
-        """Stop the Lite worker this run started, if any."""
+        """Stop the Lite worker this run started, if any, and release the database connections (claims, and
+        the evaluator's leases and cache)."""
+        if self._claims is not None:
+            self._claims.close()
+            self._claims = None
         if self._owned_worker is not None:
+            if isinstance(self._latency, MeasuredLatency):
+                self._latency.close()
             self._owned_worker.close()
             self._owned_worker = None
 
@@ -188,59 +260,162 @@ class Fit:
     def describe(self) -> list[tuple[str, str]]:
         """The settings this run chose, for the banner."""
         s = self.settings
-        space = self.space
         rows = [("task", f"{self.task.name}: {self.task.description}"), ("devices", ", ".join(s.device_ids))]
-        if isinstance(space, TransformerEncoderSpace):
-            st = space.structure
-            rows.append(
-                (
-                    "space",
-                    f"depth {space.bounds.min_depth}..{st.num_layers}, heads {space.bounds.min_heads}..{st.num_heads} "
-                    f"per layer, FFN {space.ffn_step}..{st.ffn_size} step {space.ffn_step} per layer, "
-                    f"precision {'/'.join(space.bounds.precisions)}",
-                )
-            )
+        rows.append(("space", self.space.describe()))
+        time_budget = f", stop after {s.time_seconds:.0f} s" if s.time_seconds else ""
         rows += [
-            ("trials", f"{s.trials} (NSGA-II, population {s.nsga2_population}, seed {s.seed})"),
+            ("trials", f"{s.trials}{time_budget} ({describe_sampler(s.sampler, trials=s.trials, seed=s.seed)})"),
+            ("objectives", ", ".join(f"{o.name} ({o.direction})" for o in s.objectives)),
+            ("budget", s.budget.describe()),
             ("accuracy", f"{as_metric(s.metric).name} on val after {s.distillation.fidelity} (distillation fine-tune on train)"),
             (
                 "latency",
-                f"measured with Paddle Lite: {s.measure.warmup} warm-up, {s.measure.blocks}x"
-                f"{s.measure.runs_per_block} timed runs, min of block medians",
+                f"measured with Paddle Lite: the fastest run, after {s.measure.warmup} warm-up, in blocks of >= "
+                f"{s.measure.runs_per_block} runs (>= {s.measure.min_block_ms:g} ms)"
+                f"{' interleaved with a reference model' if s.measure.reference else ''} until {s.measure.floor_blocks}"
+                f" blocks reach it and the median's CI is within +-{s.measure.target_ci_pct:g}% ({s.measure.blocks}.."
+                f"{s.measure.max_blocks} blocks, {s.measure.remeasures} re-measure when noisy)",
             ),
             ("output", str(s.out)),
         ]
+        if s.storage:
+            rows.append(("study", f"{s.study_name} in {s.storage}"))
         return rows
 
-    def run(self) -> FitResult:
-        """Search until the study has ``settings.trials`` finished trials, then write the outputs."""
+    def run(self, *, export: bool = True) -> FitResult:
+        """Search until the study has ``settings.trials`` trials (or the time budget ends), then write outputs.
+
+        Args:
+            export: Also export the Pareto members (``models/``, test accuracy) and write ``report.html``;
+                False writes only ``pareto.csv`` and ``pareto.json`` (``devicefit search``).
+        """
         s = self.settings
         s.out.mkdir(parents=True, exist_ok=True)
-        study = open_study(s.out / STUDY_FILE, s.study_name, objectives_for(s.device_ids), s.seed, s.nsga2_population)
         self._write_run_json()
+        study = self._open(create=True)
         self.progress.banner(f"devicefit fit: {self.task.name} -> {', '.join(s.device_ids)}", self.describe())
         self._check_lite()
+        if "teacher_accuracy" not in study.user_attrs:
+            study.set_user_attr("teacher_accuracy", self.teacher_accuracy())
+        if self.run_spec is not None and "spec" not in study.user_attrs:
+            study.set_user_attr("spec", self.run_spec)
         already = finished_trial_count(study)
-        if already:
-            self.progress.info(f"resuming the study in {s.out / STUDY_FILE}: {already} trials already finished")
+        self.progress.done = already
+        if study.get_trials(deepcopy=False):
+            interrupted = sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("interrupted"))
+            self.progress.info(
+                f"resuming study '{s.study_name}': {already} trials finished, {interrupted} interrupted (not counted)"
+            )
         else:
             for candidate in self.space.warm_start()[: s.trials]:
                 study.enqueue_trial(self.space.params_for(candidate), skip_if_exists=True)
-        while finished_trial_count(study) < s.trials:
-            self._one_trial(study)
-        return self.finish(study)
+        stopped_by_time = self._trials_until_done(study)
+        self._wait_for_other_workers(study)
+        return self.finish(study, stopped_by_time=stopped_by_time, export=export)
 
-    def finish(self, study: Any) -> FitResult:
-        """Write the Pareto outputs from the study as it is."""
+    def work(self) -> int:
+        """Join an existing study as one more worker: run trials until it has enough; returns how many ran here."""
+        study = self._open(create=False)
+        self.settings.out.mkdir(parents=True, exist_ok=True)
+        self._check_lite()
+        self.progress.done = finished_trial_count(study)
+        before = self._trials_run_here
+        self._trials_until_done(study)
+        return self._trials_run_here - before
+
+    def _open(self, *, create: bool) -> Any:
+        s = self.settings
+        sampler = make_sampler(s.sampler, seed=s.seed, trials=s.trials)
+        study = open_study(s.storage_url, s.study_name, s.objectives, sampler, create=create)
+        if self._claims is None:
+            self._claims = CandidateClaims(s.storage_url, s.study_name)
+        return study
+
+    @staticmethod
+    def estimate_trial_seconds(task: Task, settings: FitSettings, *, steps: int = 4) -> float:
+        """Seconds one trial will take, roughly: a few real training steps of the teacher, extrapolated to
+        the distillation epochs, plus one real export (conversion and timing cost about as much again)."""
+        import copy
+        import tempfile
+
+        from devicefit.spaces._paddle import import_paddle
+
+        paddle = import_paddle()
+        model = copy.deepcopy(task.teacher)
+        model.train()
+        optimizer = paddle.optimizer.AdamW(parameters=model.parameters())
+        batch = task.data.train.take(slice(0, settings.distillation.batch_size))
+        started = time.perf_counter()
+        for _ in range(steps):
+            logits = model(*[paddle.to_tensor(x) for x in batch.inputs])
+            loss = paddle.nn.functional.cross_entropy(logits, paddle.to_tensor(batch.labels))
+            loss.backward()
+            optimizer.step()
+            optimizer.clear_grad()
+        step_seconds = (time.perf_counter() - started) / steps
+        epoch_steps = -(-len(task.data.train) // settings.distillation.batch_size)
+        with tempfile.TemporaryDirectory() as folder:
+            started = time.perf_counter()
+            export_inference_model(task.teacher, task.input_spec, Path(folder))
+            export_seconds = time.perf_counter() - started
+        return step_seconds * epoch_steps * settings.distillation.epochs + 2 * export_seconds
+
+    def teacher_accuracy(self) -> float:
+        """The teacher's figure of the run's metric on the validation split (the reference of an accuracy-drop budget)."""
+        return self.accuracy.metric(predict_logits(self.task.teacher, self.task.data.val), self.task.data.val.labels)
+
+    def _trials_until_done(self, study: Any) -> bool:
+        """Run trials while the study needs more; returns True when the time budget stopped it."""
+        s = self.settings
+        while fail_dead_trials(study) >= 0 and finished_trial_count(study) + _running_count(study) < s.trials:
+            if s.time_seconds is not None and not self._time_for_another_trial(s.time_seconds):
+                self.progress.info(
+                    f"time budget of {s.time_seconds:.0f} s reached after {self._elapsed():.0f} s: "
+                    "no new trial started; writing the front found so far"
+                )
+                return True
+            started = time.monotonic()
+            self._one_trial(study)
+            self._trial_seconds.append(time.monotonic() - started)
+            self._trials_run_here += 1
+        return False
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    def _time_for_another_trial(self, budget_seconds: float) -> bool:
+        typical = statistics.median(self._trial_seconds) if self._trial_seconds else 0.0
+        return self._elapsed() + typical <= budget_seconds
+
+    def _wait_for_other_workers(self, study: Any, timeout_seconds: float = CLAIM_WAIT_SECONDS) -> None:
+        """Before writing outputs, let trials that other workers are running finish (bounded)."""
+        deadline = time.monotonic() + timeout_seconds
+        announced = False
+        while fail_dead_trials(study) >= 0 and _running_count(study) and time.monotonic() < deadline:
+            if not announced:
+                self.progress.info(f"waiting for {_running_count(study)} trial(s) other workers are running")
+                announced = True
+            time.sleep(CLAIM_POLL_SECONDS)
+
+    def finish(self, study: Any, *, stopped_by_time: bool = False, export: bool = True) -> FitResult:
+        """Write the outputs from the study as it is (with ``export``: models, test accuracy and the report)."""
         import optuna
 
-        members = write_outputs(study, self.settings.out, self.settings.device_ids, self.task)
+        from devicefit.search._report import REPORT_FILE, build_report_data, write_report
+
+        s = self.settings
+        summary = write_outputs(study, s.out, s.device_ids, s.objectives, self.task if export else None,
+                                export_models=export)
+        if export:
+            write_report(build_report_data(study, storage=s.storage_url, out=s.out), s.out / REPORT_FILE)
+            self.progress.info(f"report: {s.out / REPORT_FILE}")
         states = [t.state for t in study.get_trials(deepcopy=False)]
         return FitResult(
-            out=self.settings.out,
-            pareto=members,
+            out=s.out,
+            outputs=summary,
             completed=sum(state == optuna.trial.TrialState.COMPLETE for state in states),
             failed=sum(state == optuna.trial.TrialState.FAIL for state in states),
+            stopped_by_time=stopped_by_time,
         )
 
     def _write_run_json(self) -> None:
@@ -250,7 +425,11 @@ class Fit:
             "devices": [dataclasses.asdict(d) for d in s.devices],
             "trials": s.trials,
             "seed": s.seed,
-            "study": {"storage": STUDY_FILE, "name": s.study_name},
+            "sampler": s.sampler,
+            "budget": dataclasses.asdict(s.budget),
+            "time_seconds": s.time_seconds,
+            "latency_objective": s.latency_objective,
+            "study": {"storage": s.storage or STUDY_FILE, "name": s.study_name},
             "distillation": dataclasses.asdict(s.distillation),
             "metric": as_metric(s.metric).name,
             "measure": dataclasses.asdict(s.measure),
@@ -259,68 +438,117 @@ class Fit:
         path = s.out / "run.json"
         path.write_text(json.dumps(info, indent=2) + "\n")
 
-    def _completed_by_key(self, study: Any) -> dict[str, Any]:
+    # -- one trial -----------------------------------------------------------------------------------------
+
+    def _completed_with_key(self, study: Any, key: str) -> Any | None:
         import optuna
 
-        done = {}
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-            key = trial.user_attrs.get("key")
-            if key is not None and "duplicate_of" not in trial.user_attrs:
-                done.setdefault(key, trial)
-        return done
+            if trial.user_attrs.get("key") == key and "duplicate_of" not in trial.user_attrs:
+                return trial
+        return None
+
+    def _result_of_other_trial(self, study: Any, key: str, holder: int, number: int) -> Any | None:
+        """The finished trial that built ``key`` for another worker, waiting while it runs (bounded).
+
+        Returns None when that trial failed and this one took the claim over (so this trial builds it).
+        """
+        import optuna
+
+        deadline = time.monotonic() + CLAIM_WAIT_SECONDS
+        while True:
+            other = study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(study._study_id, holder))
+            if other.state == optuna.trial.TrialState.COMPLETE:
+                return other
+            if other.state != optuna.trial.TrialState.RUNNING or time.monotonic() > deadline:
+                assert self._claims is not None
+                if self._claims.take_over(key, holder, number):
+                    return None
+                holder = self._claims.claim(key, number) or number
+                if holder == number:
+                    return None
+                continue
+            time.sleep(CLAIM_POLL_SECONDS)
+
+    def _tell_duplicate(self, study: Any, trial: Any, earlier: Any) -> None:
+        record = TrialRecord.from_dict(earlier.user_attrs[RECORD_ATTR])
+        for name, value in record.user_attrs().items():
+            trial.set_user_attr(name, value)
+        for name, value in earlier.system_attrs.items():
+            if name.startswith("constraints:"):
+                trial.set_constraint(name.split(":", 1)[1], value)
+        trial.set_user_attr("duplicate_of", earlier.number)
+        study.tell(trial, earlier.values)
+        self.progress.trial(trial.number, record, duplicate_of=earlier.number)
 
     def _one_trial(self, study: Any) -> None:
         import optuna
 
-        trial = study.ask()
+        trial = ask(study)
+        trial.set_user_attr(WORKER_ATTR, this_worker())
         number = trial.number
         key = "?"
-        try:
-            candidate = self.space.suggest(trial)
-            key = candidate.key()
-            trial.set_user_attr("key", key)
-            trial.set_user_attr("candidate", candidate.to_dict())
-            reason = rejection_reason(candidate, self.settings.devices)
-            if reason is not None:
-                trial.set_user_attr("rejected", reason)
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                self.progress.trial_failed(number, key, f"rejected before any work: {reason}")
+        with Heartbeat(study, trial):
+            try:
+                candidate = self.space.suggest(trial)
+                key = candidate.key()
+                trial.set_user_attr("key", key)
+                trial.set_user_attr("candidate", candidate.to_dict())
+                reason = rejection_reason(candidate, self.settings.devices)
+                if reason is not None:
+                    trial.set_user_attr("rejected", reason)
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                    self.progress.trial_failed(number, key, f"rejected before any work: {reason}")
+                    return
+                earlier = self._completed_with_key(study, key)
+                if earlier is None:
+                    assert self._claims is not None
+                    holder = self._claims.claim(key, number)
+                    if holder is not None:
+                        earlier = self._result_of_other_trial(study, key, holder, number)
+                if earlier is not None:
+                    self._tell_duplicate(study, trial, earlier)
+                    return
+                record = self.evaluate(candidate)
+            except (KeyboardInterrupt, LiteUnavailableError) as exc:
+                # Not this candidate's fault: the run stops, and the trial does not use up the budget.
+                trial.set_user_attr("error", "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc))
+                trial.set_user_attr("interrupted", True)
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                raise
+            except Exception as exc:  # noqa: BLE001  (one candidate's failure must not end the search)
+                message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
+                trial.set_user_attr("error", message)
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                self.progress.trial_failed(number, key, message)
                 return
-            earlier = self._completed_by_key(study).get(key)
-            if earlier is not None:
-                record = TrialRecord.from_dict(earlier.user_attrs[RECORD_ATTR])
-                for name, value in record.user_attrs().items():
-                    trial.set_user_attr(name, value)
-                trial.set_user_attr("duplicate_of", earlier.number)
-                study.tell(trial, earlier.values)
-                self.progress.trial(number, record, duplicate_of=earlier.number)
-                return
-            record = self.evaluate(candidate)
-        except (KeyboardInterrupt, LiteUnavailableError) as exc:
-            # Not this candidate's fault: the run stops, and the trial does not use up the budget.
-            trial.set_user_attr("error", "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc))
-            trial.set_user_attr("interrupted", True)
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            raise
-        except Exception as exc:  # noqa: BLE001  (one candidate's failure must not end the search)
-            message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
-            trial.set_user_attr("error", message)
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            self.progress.trial_failed(number, key, message)
-            return
-        for name, value in record.user_attrs().items():
-            trial.set_user_attr(name, value)
-        study.tell(trial, record.values(self.settings.device_ids))
-        self.progress.trial(number, record)
+            for name, value in record.user_attrs().items():
+                trial.set_user_attr(name, value)
+            budget = self.settings.budget
+            if not budget.empty:
+                violations = budget.violations(
+                    accuracy=record.accuracy.accuracy,
+                    latency_ms={d: r.latency_ms for d, r in record.latencies.items()},
+                    size_bytes=record.size_bytes,
+                    teacher_accuracy=study.user_attrs.get("teacher_accuracy"),
+                )
+                for name, value in zip(budget.names(), violations):
+                    trial.set_constraint(name, value)
+            for name, value in memory_violations(record.latencies).items():
+                trial.set_constraint(name, value)
+            study.tell(trial, record.values(self.settings.objectives))
+            self.progress.trial(number, record)
 
     def evaluate(self, candidate: Candidate) -> TrialRecord:
-        """Build, fine-tune, export and measure one candidate."""
+        """Build, fine-tune, deploy (export at the candidate's precision) and measure one candidate."""
         started = time.perf_counter()
         student = self.space.materialize(candidate)
         accuracy = self.accuracy.evaluate(student, teacher_layers=candidate.layers)
         relative_dir = Path("candidates") / candidate.key()
         directory = self.settings.out / relative_dir
-        artifact = export_inference_model(student, self.task.input_spec, directory)
+        artifact = self.space.deploy(student, candidate, self.task.input_spec, directory)
+        if artifact.fidelity_tag:
+            accuracy = self._deployed_accuracy(artifact, accuracy)
         sample_inputs = []
         for index, array in enumerate(self.task.data.val.take(slice(0, 1)).inputs):
             path = directory / f"sample_input_{index}.npy"
@@ -330,6 +558,8 @@ class Fit:
             device.id: self.latency.latency(artifact, device, sample_inputs) for device in self.settings.devices
         }
         parameters = int(sum(int(np.prod(p.shape)) for p in student.parameters()))
+        nonzero = int(sum(int(np.count_nonzero(p.numpy())) for p in student.parameters()))
+        first_nb = directory / f"{self.settings.devices[0].id}.nb"
         return TrialRecord(
             candidate=candidate,
             accuracy=accuracy,
@@ -338,4 +568,53 @@ class Fit:
             parameters=parameters,
             artifact_dir=str(relative_dir),
             seconds=time.perf_counter() - started,
+            nonzero_parameters=nonzero,
+            compressed_size_bytes=len(zlib.compress(first_nb.read_bytes(), 6)) if first_nb.is_file() else None,
         )
+
+    def _deployed_accuracy(self, artifact: Artifact, trained: AccuracyResult) -> AccuracyResult:
+        """The accuracy of what is deployed (int8 program, fp16 or weight-only simulation) on ``val``."""
+        started = time.perf_counter()
+        val = self.task.data.val
+        logits = program_logits(artifact.scoring_dir, val.inputs)
+        details = dict(trained.details)
+        details["fp32_accuracy"] = trained.accuracy
+        if artifact.quantization is not None:
+            details["quantization"] = artifact.quantization.to_dict()
+        return AccuracyResult(
+            accuracy=self.accuracy.metric(logits, val.labels),
+            split=trained.split,
+            fidelity=f"{trained.fidelity}+{artifact.fidelity_tag}",
+            seconds=trained.seconds + time.perf_counter() - started,
+            details=details,
+            metric=trained.metric,
+        )
+
+
+def load_run_spec(url: str, study_name: str) -> dict[str, Any]:
+    """The run spec that ``devicefit fit`` stored in the study, for a joining worker.
+
+    Raises:
+        KeyError: No such study, or it was not started by ``devicefit fit``.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        summaries = optuna.get_all_study_summaries(storage=url, include_best_trial=False)
+    except Exception as exc:  # noqa: BLE001  (a bad URL or an unreachable server: say which)
+        raise KeyError(f"cannot read studies from {url}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    for summary in summaries:
+        if summary.study_name == study_name:
+            spec = summary.user_attrs.get("spec")
+            if spec is None:
+                raise KeyError(f"study '{study_name}' was not started by devicefit fit (no run spec in it)")
+            return dict(spec)
+    known = ", ".join(s.study_name for s in summaries) or "none"
+    raise KeyError(f"no study '{study_name}' in {url} (studies there: {known})")
+
+
+def _running_count(study: Any) -> int:
+    import optuna
+
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))

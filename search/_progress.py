@@ -32,6 +32,8 @@ class Progress:
         self.stream = stream if stream is not None else sys.stderr
         self.quiet = quiet
         self.started = time.monotonic()
+        #: Trials of the study counted so far (set when resuming, then one more per printed trial).
+        self.done = 0
 
     def _print(self, line: str) -> None:
         if not self.quiet:
@@ -49,15 +51,16 @@ class Progress:
             self._print(f"  {name.ljust(width)}  {value}")
 
     def _prefix(self, number: int) -> str:
+        self.done += 1
         elapsed = time.monotonic() - self.started
-        return f"[trial {number + 1:>3}/{self.total} {elapsed:6.0f}s]"
+        return f"[{self.done:>3}/{self.total} {elapsed:6.0f}s] #{number:<3}"
 
     def trial(self, number: int, record: TrialRecord, *, duplicate_of: int | None = None) -> None:
         """One finished trial."""
         latencies = "  ".join(
             f"{device} {result.latency_ms:.3f} ms ({result.source})" for device, result in record.latencies.items()
         )
-        again = f"  (same candidate as trial {duplicate_of + 1}, not rebuilt)" if duplicate_of is not None else ""
+        again = f"  (same candidate as trial #{duplicate_of}, not rebuilt)" if duplicate_of is not None else ""
         self._print(
             f"{self._prefix(number)} {record.key}  acc {record.accuracy.accuracy:.4f} "
             f"({record.accuracy.fidelity}, {record.accuracy.split})  {latencies}  "

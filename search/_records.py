@@ -2,7 +2,10 @@
 
 Each finished trial carries:
   - flat user attributes for ``study.trials_dataframe()`` and optuna-dashboard: ``key``, ``accuracy``,
-    ``accuracy_fidelity``, ``latency_ms:<device>``, ``latency_source:<device>``, ``size_bytes``;
+    ``accuracy_fidelity``, ``latency_ms:<device>``, ``latency_source:<device>``, ``size_bytes``; for measured
+    latencies also ``latency_cache_hit:<device>`` and ``latency_noisy:<device>``, and where known
+    ``memory_peak_bytes:<device>`` (peak memory of inference, the figure a memory limit constrains) and
+    ``cpu_fallback_ops:<device>`` (NNAdapter places: op type -> ops left on the CPU);
   - ``record``: the whole :class:`TrialRecord` as JSON-ready data (what reports and exports rebuild from).
 """
 
@@ -26,13 +29,26 @@ class Objective:
     unit: str
 
 
-def objectives_for(devices: tuple[str, ...]) -> list[Objective]:
-    """The study's objectives, in the order of Optuna's values: accuracy, latency per device, size."""
-    return [
-        Objective("accuracy", "maximize", "fraction"),
-        *(Objective(f"latency_ms:{device}", "minimize", "ms") for device in devices),
-        Objective("size_bytes", "minimize", "bytes"),
-    ]
+LATENCY_OBJECTIVES = ("per-device", "worst")
+WORST_LATENCY = "latency_ms:worst"
+
+
+def objectives_for(devices: tuple[str, ...], latency: str = "per-device") -> list[Objective]:
+    """The study's objectives, in the order of Optuna's values.
+
+    Args:
+        devices: Device ids.
+        latency: ``per-device`` (one latency objective per device) or ``worst`` (one objective: the largest
+            latency over the devices).
+    """
+    if latency not in LATENCY_OBJECTIVES:
+        raise ValueError(f"latency objective must be one of {LATENCY_OBJECTIVES}, got {latency!r}")
+    latencies = (
+        [Objective(WORST_LATENCY, "minimize", "ms")]
+        if latency == "worst"
+        else [Objective(f"latency_ms:{device}", "minimize", "ms") for device in devices]
+    )
+    return [Objective("accuracy", "maximize", "fraction"), *latencies, Objective("size_bytes", "minimize", "bytes")]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +63,10 @@ class TrialRecord:
         parameters: Number of parameters of the student.
         artifact_dir: Folder of the candidate's files, relative to the run's output folder.
         seconds: Wall time of the whole trial.
+        nonzero_parameters: Parameters of the student that are not zero (unstructured sparsity shows here).
+        compressed_size_bytes: The first device's ``.nb`` compressed with zlib (level 6), in bytes: the size
+            a compressed download carries, which zeros and narrower weights shrink even where the ``.nb``
+            itself does not. ``None`` in records of older versions.
     """
 
     candidate: Candidate
@@ -56,14 +76,28 @@ class TrialRecord:
     parameters: int
     artifact_dir: str
     seconds: float
+    nonzero_parameters: int | None = None
+    compressed_size_bytes: int | None = None
 
     @property
     def key(self) -> str:
         return self.candidate.key()
 
-    def values(self, devices: tuple[str, ...]) -> list[float]:
-        """Objective values in the order of :func:`objectives_for`."""
-        return [self.accuracy.accuracy, *(self.latencies[d].latency_ms for d in devices), float(self.size_bytes)]
+    def value(self, objective: str) -> float:
+        """The value of one objective (a name from :func:`objectives_for`)."""
+        if objective == "accuracy":
+            return self.accuracy.accuracy
+        if objective == "size_bytes":
+            return float(self.size_bytes)
+        if objective == WORST_LATENCY:
+            return max(result.latency_ms for result in self.latencies.values())
+        if objective.startswith("latency_ms:"):
+            return self.latencies[objective.split(":", 1)[1]].latency_ms
+        raise KeyError(f"unknown objective {objective!r}")
+
+    def values(self, objectives: list[Objective]) -> list[float]:
+        """Objective values in the order of ``objectives``."""
+        return [self.value(objective.name) for objective in objectives]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +109,8 @@ class TrialRecord:
             "parameters": self.parameters,
             "artifact_dir": self.artifact_dir,
             "seconds": self.seconds,
+            "nonzero_parameters": self.nonzero_parameters,
+            "compressed_size_bytes": self.compressed_size_bytes,
         }
 
     @classmethod
@@ -87,6 +123,8 @@ class TrialRecord:
             parameters=int(data["parameters"]),
             artifact_dir=str(data["artifact_dir"]),
             seconds=float(data["seconds"]),
+            nonzero_parameters=data.get("nonzero_parameters"),
+            compressed_size_bytes=data.get("compressed_size_bytes"),
         )
 
     def user_attrs(self) -> dict[str, Any]:
@@ -97,8 +135,17 @@ class TrialRecord:
             "accuracy_fidelity": self.accuracy.fidelity,
             "size_bytes": self.size_bytes,
         }
+        if self.compressed_size_bytes is not None:
+            attrs["compressed_size_bytes"] = self.compressed_size_bytes
         for device, result in self.latencies.items():
             attrs[f"latency_ms:{device}"] = result.latency_ms
             attrs[f"latency_source:{device}"] = result.source
+            if result.source == "measured":
+                attrs[f"latency_cache_hit:{device}"] = result.cache_hit
+                attrs[f"latency_noisy:{device}"] = result.noisy
+            if result.memory_peak_bytes is not None:
+                attrs[f"memory_peak_bytes:{device}"] = result.memory_peak_bytes
+            if result.cpu_fallback_ops is not None:
+                attrs[f"cpu_fallback_ops:{device}"] = result.cpu_fallback_ops
         attrs[RECORD_ATTR] = self.to_dict()
         return attrs

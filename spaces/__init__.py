@@ -5,22 +5,58 @@ Importing this package does not import Paddle; building or exporting a model doe
 
 from __future__ import annotations
 
-from devicefit.spaces._candidate import PRECISIONS, Candidate, Precision
-from devicefit.spaces._encoder import EncoderStructure, Importance, UnsupportedModelError, find_encoder
-from devicefit.spaces._export import Artifact, export_inference_model
-from devicefit.spaces._space import SearchSpace, SpaceBounds, TransformerEncoderSpace
+from devicefit.spaces._adapters import DEFAULT_ADAPTERS, BertAdapter, TransformerEncoderAdapter, ViTAdapter
+from devicefit.spaces._candidate import (
+    CALIBRATIONS,
+    PRECISIONS,
+    WEIGHT_ONLY_BITS,
+    Calibration,
+    Candidate,
+    Precision,
+    WeightOnlyBits,
+)
+from devicefit.spaces._export import Artifact, QuantizationInfo, export_inference_model, program_logits
+from devicefit.spaces._importance import Importance
+from devicefit.spaces._layout import (
+    BlockLayout,
+    LayoutMismatch,
+    LocatedBlocks,
+    ModelAdapter,
+    ModelLayout,
+    UnsupportedModelError,
+    find_layout,
+)
+from devicefit.spaces._precision import QuantizationError, lite_deployment_problem
+from devicefit.spaces._space import SearchSpace, SpaceBounds, TransformerEncoderSpace, TransformerSpace
 
 __all__ = [
+    "CALIBRATIONS",
+    "DEFAULT_ADAPTERS",
     "PRECISIONS",
+    "WEIGHT_ONLY_BITS",
     "Artifact",
+    "BertAdapter",
+    "BlockLayout",
+    "Calibration",
     "Candidate",
-    "EncoderStructure",
     "Importance",
+    "LayoutMismatch",
+    "LocatedBlocks",
+    "ModelAdapter",
+    "ModelLayout",
     "Precision",
+    "QuantizationError",
+    "QuantizationInfo",
     "SearchSpace",
     "SpaceBounds",
+    "TransformerEncoderAdapter",
     "TransformerEncoderSpace",
+    "TransformerSpace",
     "UnsupportedModelError",
+    "ViTAdapter",
+    "WeightOnlyBits",
     "export_inference_model",
-    "find_encoder",
+    "find_layout",
+    "lite_deployment_problem",
+    "program_logits",
 ]

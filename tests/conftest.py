@@ -47,3 +47,40 @@ def toy_batch():
     features = rng.normal(size=(32, 6, 8)).astype("float32")
     labels = rng.integers(0, 5, size=32).astype("int64")
     return (features,), labels
+
+
+@pytest.fixture(scope="session")
+def family_factory(paddle, toy_encoder_factory):
+    """Small untrained models of every built-in family, and a calibration batch for each (d=32, 2-3 blocks).
+
+    ``make(name, seed=0)`` returns ``(model, (inputs, labels))`` for ``name`` one of ``transformer-encoder-pre``,
+    ``transformer-encoder-post``, ``vit-cls``, ``vit-mean``, ``bert``.
+    """
+    from devicefit.examples.digits_bert.model import BertConfig, BertForSequenceClassification
+    from devicefit.examples.digits_vit.model import DigitsViT, ViTConfig
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(16, 1, 8, 8)).astype("float32")
+    tokens = rng.integers(0, 19, size=(16, 65)).astype("int64")
+    features = rng.normal(size=(16, 6, 8)).astype("float32")
+    labels = rng.integers(0, 5, size=16).astype("int64")
+
+    def make(name: str, seed: int = 0):
+        paddle.seed(seed)
+        if name.startswith("transformer-encoder"):
+            model = toy_encoder_factory(seed=seed, normalize_before=name.endswith("pre"))
+            return model, ((features,), labels)
+        if name.startswith("vit"):
+            config = ViTConfig(hidden_size=32, num_layers=2, num_heads=4, ffn_size=48, pooling=name.split("-")[1])
+            model = DigitsViT(config)
+            model.eval()
+            return model, ((images,), labels)
+        if name == "bert":
+            config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48)
+            model = BertForSequenceClassification(config)
+            model.eval()
+            return model, ((tokens,), labels)
+        raise KeyError(name)
+
+    return make
+

@@ -5,12 +5,15 @@ The model is deliberately plain so that devicefit's search spaces can find and s
 ``model.encoder.layers[i].linear1`` / ``linear2`` (the FFN), ``model.patch_embed``, ``model.cls_token``,
 ``model.pos_embed`` and ``model.head``.
 
-Two details keep the exported program convertible by Paddle Lite:
+A few details keep the exported program convertible by Paddle Lite and the model searchable:
 
-* The patch embedding is flattened with ``reshape([0, hidden, -1])``, not ``flatten(2)``: Paddle Lite's
-  ``opt`` crashes (segmentation fault) on ``conv2d`` followed by ``flatten(start_axis=2)``.
-* The class token is broadcast to the batch with ``expand`` on the runtime batch size, so the exported
-  program accepts any batch size (``InputSpec([None, 1, 8, 8])``).
+* The patch embedding is flattened with ``reshape([0, 0, -1])``, not ``flatten(2)``: Paddle Lite's
+  ``opt`` crashes (segmentation fault) on ``conv2d`` followed by ``flatten(start_axis=2)``. The ``0`` keeps
+  the channel count of the input, so a student with a narrower hidden width runs unchanged.
+* The class token reaches every sample of the batch by broadcasting (``zeros_like(tokens[:, :1]) +
+  cls_token``), so the program accepts any batch size (``InputSpec([None, 1, 8, 8])``) without a 0-D
+  batch-size tensor (``paddle.shape(x)[0]``), on which PaddleSlim's ``avg`` int8 calibration fails.
+* ``pooling="mean"`` replaces the class token by the mean of the encoded patch tokens.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ class ViTConfig:
         ffn_size: Inner width of each layer's feed-forward network.
         num_classes: Number of output classes.
         dropout: Dropout rate used in training (attention, FFN, residuals and embeddings).
-        normalize_before: Pre-LayerNorm encoder layers when True (the only layout tested).
+        normalize_before: Pre-LayerNorm encoder layers when True.
+        pooling: ``cls`` (a class token, classified after the encoder) or ``mean`` (the mean of the tokens).
     """
 
     image_size: int = 8
@@ -61,8 +65,11 @@ class ViTConfig:
     num_classes: int = 10
     dropout: float = 0.0
     normalize_before: bool = True
+    pooling: str = "cls"
 
     def __post_init__(self) -> None:
+        if self.pooling not in ("cls", "mean"):
+            raise ValueError(f"pooling must be 'cls' or 'mean', got {self.pooling!r}")
         if self.image_size % self.patch_size != 0:
             raise ValueError(
                 f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}"
@@ -80,6 +87,11 @@ class ViTConfig:
     def num_patches(self) -> int:
         """Number of patch tokens (without the class token)."""
         return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens entering the encoder: the patches, and the class token with ``cls`` pooling."""
+        return self.num_patches + (1 if self.pooling == "cls" else 0)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as a JSON-ready dictionary."""
@@ -116,12 +128,13 @@ class DigitsViT(paddle.nn.Layer):
         self.patch_embed = paddle.nn.Conv2D(
             cfg.in_channels, cfg.hidden_size, kernel_size=cfg.patch_size, stride=cfg.patch_size
         )
-        self.cls_token = self.create_parameter(
-            shape=[1, 1, cfg.hidden_size],
-            default_initializer=paddle.nn.initializer.TruncatedNormal(std=0.02),
-        )
+        if cfg.pooling == "cls":
+            self.cls_token = self.create_parameter(
+                shape=[1, 1, cfg.hidden_size],
+                default_initializer=paddle.nn.initializer.TruncatedNormal(std=0.02),
+            )
         self.pos_embed = self.create_parameter(
-            shape=[1, cfg.num_patches + 1, cfg.hidden_size],
+            shape=[1, cfg.num_tokens, cfg.hidden_size],
             default_initializer=paddle.nn.initializer.TruncatedNormal(std=0.02),
         )
         self.embed_dropout = paddle.nn.Dropout(cfg.dropout)
@@ -148,12 +161,13 @@ class DigitsViT(paddle.nn.Layer):
             Logits, float32 tensor ``[batch, num_classes]``.
         """
         patches = self.patch_embed(images)
-        tokens = patches.reshape([0, self.config.hidden_size, -1]).transpose([0, 2, 1])
-        batch_size = paddle.shape(tokens)[0]
-        cls_tokens = self.cls_token.expand([batch_size, -1, -1])
-        tokens = paddle.concat([cls_tokens, tokens], axis=1) + self.pos_embed
-        encoded = self.encoder(self.embed_dropout(tokens))
-        return self.head(encoded[:, 0])
+        tokens = patches.reshape([0, 0, -1]).transpose([0, 2, 1])
+        if self.config.pooling == "cls":
+            cls_tokens = paddle.zeros_like(tokens[:, :1]) + self.cls_token
+            tokens = paddle.concat([cls_tokens, tokens], axis=1)
+        encoded = self.encoder(self.embed_dropout(tokens + self.pos_embed))
+        pooled = encoded[:, 0] if self.config.pooling == "cls" else encoded.mean(axis=1)
+        return self.head(pooled)
 
 
 def predict_logits(model: paddle.nn.Layer, images: np.ndarray, batch_size: int = 512) -> np.ndarray:

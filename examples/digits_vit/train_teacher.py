@@ -119,7 +119,7 @@ def random_shift(
 
 def _decayed_parameter_names(model: DigitsViT) -> set[str]:
     """Names of the parameters that get weight decay: weight matrices and the conv kernel."""
-    excluded = {model.cls_token.name, model.pos_embed.name}
+    excluded = {p.name for p in (getattr(model, "cls_token", None), model.pos_embed) if p is not None}
     return {
         param.name
         for param in model.parameters()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -12,7 +14,7 @@ from devicefit.evaluators._distill import (
     uniform_layer_map,
 )
 from devicefit.evaluators._metrics import teacher_kl
-from devicefit.evaluators._taps import tap_encoder
+from devicefit.evaluators._taps import tap_blocks
 from devicefit.spaces import Candidate
 
 
@@ -32,13 +34,13 @@ def test_distillation_lowers_the_kd_loss(digits) -> None:
 
 
 def test_feature_and_relation_terms_vanish_for_the_teacher_itself(paddle, digits) -> None:
-    structure = digits.space.structure
+    structure = digits.space.layout
     inputs = [paddle.to_tensor(x) for x in digits.data.val.take(slice(0, 16)).inputs]
-    with tap_encoder(digits.teacher, structure) as teacher_taps, paddle.no_grad():
+    with tap_blocks(digits.teacher, structure) as teacher_taps, paddle.no_grad():
         digits.teacher(*inputs)
     for candidate, vanishes in ((digits.space.full_candidate(), True), (_cut(digits), False)):
         student = digits.space.materialize(candidate)
-        with tap_encoder(student, structure) as student_taps, paddle.no_grad():
+        with tap_blocks(student, structure) as student_taps, paddle.no_grad():
             student(*inputs)
         mapped = [teacher_taps.hidden[i] for i in candidate.layers]
         hidden = float(hidden_loss(paddle, student_taps.hidden, mapped))
@@ -116,3 +118,43 @@ def test_settings_are_validated_and_named() -> None:
     for bad in ({"max_steps": 0}, {"max_seconds": 0.0}, {"alpha": 1.5}, {"hidden_weight": -1.0}, {"epochs": -1}):
         with pytest.raises(ValueError):
             DistillationSettings(**bad)
+
+
+def test_a_narrower_student_learns_the_teachers_hidden_states_through_a_map(digits) -> None:
+    assert digits.space.hidden_searched
+    candidate = Candidate(digits.space.importance.layers_for_depth(2), (2, 2), (64, 64), hidden=48)
+    student = digits.space.materialize(candidate)
+    settings = DistillationSettings(epochs=1, max_steps=3, hidden_weight=1.0)
+    log = Distiller(digits.teacher, digits.data.train, layout=digits.space.layout).run(
+        student, settings, teacher_layers=candidate.layers
+    )
+    assert log.hidden_projected and np.isfinite(log.term_means["hidden"]) and log.term_means["hidden"] > 0
+    full = Distiller(digits.teacher, digits.data.train).run(digits.space.materialize(_cut(digits)), settings)
+    assert not full.hidden_projected
+
+
+def test_the_terms_work_on_a_bert_style_model_through_its_layout(paddle) -> None:
+    from devicefit.examples.digits_bert.task import build_task
+    from devicefit.spaces import TransformerSpace
+
+    task = build_task(seed=0)
+    batch = task.data.train.take(np.arange(32))
+    space = TransformerSpace(task.teacher, batch.inputs, batch.labels)
+    assert space.layout.family == "bert"
+    inputs = [paddle.to_tensor(x) for x in batch.inputs]
+    with tap_blocks(task.teacher, space.layout) as teacher_taps, paddle.no_grad():
+        task.teacher(*inputs)
+    student = space.materialize(space.full_candidate())
+    with tap_blocks(student, space.layout) as student_taps, paddle.no_grad():
+        student(*inputs)
+    assert len(student_taps.hidden) == space.layout.num_layers
+    assert float(hidden_loss(paddle, student_taps.hidden, teacher_taps.hidden)) < 1e-8
+    last = (student_taps.queries[-1], student_taps.keys[-1], student_taps.values[-1])
+    assert abs(float(relation_loss(paddle, last, (teacher_taps.queries[-1], teacher_taps.keys[-1], teacher_taps.values[-1])))) < 1e-6
+    cut = Candidate(space.importance.layers_for_depth(2), (1, 2), (64, 64))
+    data = dataclasses.replace(task.data, train=task.data.train.take(np.arange(128)))
+    log = Distiller(task.teacher, data.train, layout=space.layout).run(
+        space.materialize(cut), DistillationSettings(epochs=1, max_steps=2, hidden_weight=1.0, relation_weight=1.0),
+        teacher_layers=cut.layers,
+    )
+    assert log.steps == 2 and log.term_means["hidden"] > 0 and log.term_means["relation"] > 0

@@ -13,6 +13,7 @@ from devicefit.evaluators._accuracy import AccuracyEvaluator, DistillationEvalua
 from devicefit.evaluators._distill import DistillationSettings
 from devicefit.evaluators._final import FinalEvaluator, QuantAwareEvaluator
 from devicefit.evaluators._zero_cost import ZeroCostEvaluator, ZeroCostSettings
+from devicefit.spaces import Candidate
 
 SHORT = DistillationSettings(epochs=2, learning_rate=2e-3)
 RUNGS = {
@@ -62,7 +63,7 @@ def test_zero_cost_proxies_see_the_broken_student(digits, random_student_factory
 
 @pytest.mark.parametrize("rung", RUNGS)
 def test_the_contract_of_every_rung(digits, rung) -> None:
-    candidate = digits.space.full_candidate().__class__(digits.space.importance.layers_for_depth(3), (2, 3, 4), (64, 96, 128))
+    candidate = Candidate(digits.space.importance.layers_for_depth(3), (2, 3, 4), (64, 96, 128))
     before = {name: p.numpy().copy() for name, p in digits.teacher.named_parameters()}
     data = _with_tripwire(digits.data)
     evaluator: AccuracyEvaluator = RUNGS[rung](digits.teacher, data, metric="macro_f1")

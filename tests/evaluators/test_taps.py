@@ -2,16 +2,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from devicefit.evaluators._taps import tap_encoder
-from devicefit.spaces import Candidate, TransformerEncoderSpace, find_encoder
+from devicefit.evaluators._taps import tap_blocks, teacher_layout
+from devicefit.spaces import Candidate, TransformerSpace
 
 
 def test_taps_capture_every_layer_with_its_shapes(paddle, toy_encoder_factory, toy_batch) -> None:
     teacher = toy_encoder_factory()
-    structure = find_encoder(teacher)
-    student = TransformerEncoderSpace(teacher, *toy_batch).materialize(Candidate((0, 2), (1, 3), (16, 40)))
+    space = TransformerSpace(teacher, *toy_batch)
+    structure = space.layout
+    student = space.materialize(Candidate((0, 2), (1, 3), (16, 40)))
     inputs = [paddle.to_tensor(x) for x in toy_batch[0]]
-    with tap_encoder(student, structure) as taps:
+    with tap_blocks(student, structure) as taps:
         student(*inputs)
     assert [t.shape for t in taps.hidden] == [[32, 6, 32], [32, 6, 32]]
     assert [t.shape for t in taps.queries] == [[32, 6, 8], [32, 6, 24]]
@@ -26,9 +27,9 @@ def test_taps_capture_every_layer_with_its_shapes(paddle, toy_encoder_factory, t
 
 def test_hooks_are_removed_when_the_body_raises(paddle, toy_encoder_factory, toy_batch) -> None:
     teacher = toy_encoder_factory()
-    structure = find_encoder(teacher)
+    structure = teacher_layout(teacher)
     try:
-        with tap_encoder(teacher, structure) as taps:
+        with tap_blocks(teacher, structure) as taps:
             raise RuntimeError("boom")
     except RuntimeError:
         pass
@@ -38,8 +39,8 @@ def test_hooks_are_removed_when_the_body_raises(paddle, toy_encoder_factory, toy
 
 def test_tapped_tensors_carry_gradients_into_the_model(paddle, toy_encoder_factory, toy_batch) -> None:
     teacher = toy_encoder_factory()
-    structure = find_encoder(teacher)
-    with tap_encoder(teacher, structure) as taps:
+    structure = teacher_layout(teacher)
+    with tap_blocks(teacher, structure) as taps:
         teacher(*[paddle.to_tensor(x) for x in toy_batch[0]])
         paddle.mean(taps.hidden[0] ** 2).backward()
     first = teacher.encoder.layers[0].linear1.weight.grad
@@ -51,8 +52,8 @@ def test_tapped_tensors_carry_gradients_into_the_model(paddle, toy_encoder_facto
 
 def test_the_last_hidden_state_is_what_the_encoder_returns(paddle, toy_encoder_factory, toy_batch) -> None:
     teacher = toy_encoder_factory(normalize_before=False)
-    structure = find_encoder(teacher)
+    structure = teacher_layout(teacher)
     inputs = paddle.to_tensor(toy_batch[0][0])
-    with tap_encoder(teacher, structure) as taps:
+    with tap_blocks(teacher, structure) as taps:
         encoded = teacher.encoder(teacher.embed(inputs))
     np.testing.assert_allclose(taps.hidden[-1].numpy(), encoded.numpy(), atol=1e-6)

@@ -40,7 +40,7 @@ def test_help_does_not_import_paddle_or_optuna() -> None:
     ("args", "message"),
     [
         (["--device", "pixel-9"], "unknown device 'pixel-9' (known: host-x86"),
-        (["--example", "mnist"], "unknown example 'mnist' (known: digits-vit)"),
+        (["--example", "mnist"], "unknown example 'mnist' (known: digits-bert, digits-vit)"),
         (["--trials", "0"], "argument --trials: expected a positive whole number, got 0"),
         (["--trials", "many"], "argument --trials: expected a positive whole number, got 'many'"),
         (["--out", "/proc/devicefit-run"], "--out /proc/devicefit-run: cannot write in /proc"),
@@ -86,7 +86,7 @@ def test_fit_the_digits_example_from_the_command_line(tmp_path) -> None:
     result = run_cli("fit", "--example", "digits-vit", "--device", "host-x86", "--trials", "2", "--epochs", "1",
                      "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "[trial   2/2" in result.stderr
+    assert "[  2/2 " in result.stderr
     rows = list(csv.DictReader((out / "pareto.csv").open()))
     assert rows and all(row["latency_source:host-x86"] == "measured" for row in rows)
     assert rows[0]["key"] in result.stdout
@@ -96,3 +96,29 @@ def test_fit_the_digits_example_from_the_command_line(tmp_path) -> None:
         assert member["test_accuracy"]["split"] == "test"
     # The first trial is the teacher (warm start); one distillation epoch keeps it near its 95% validation accuracy.
     assert float(rows[0]["accuracy"]) >= 0.9
+
+
+def test_phones_and_boards_are_checked_before_anything_runs(tmp_path) -> None:
+    from tests.fakes.devices import make_fake_board, make_fake_phone
+
+    phone = make_fake_phone(tmp_path)
+    board = make_fake_board(tmp_path)
+    phone_yaml = phone.write_profile(tmp_path / "fake-phone.yaml")
+    board_yaml = board.write_profile(tmp_path / "fake-board.yaml")
+    tools = {"DEVICEFIT_ADB": str(phone.adb), "DEVICEFIT_SSH": str(board.ssh), "DEVICEFIT_SCP": str(board.scp)}
+    phone.set_state(devices={"OTHER": "device"})
+    board.set_state(hosts=[])
+    cases = [
+        ({"DEVICEFIT_ADB": str(tmp_path / "no-adb")}, phone_yaml, "adb is not available"),
+        (tools, phone_yaml, "serial FAKE0001 is not listed by `adb devices` (listed: OTHER (device))"),
+        (tools, board_yaml, "cannot reach board-1 while connecting: ssh: connect to host board-1 port 22"),
+    ]
+    for extra_env, profile, message in cases:
+        result = subprocess.run(
+            [*DEVICEFIT, "fit", "--device", str(profile), "--out", str(tmp_path / "run")],
+            capture_output=True, text=True, env={**os.environ, **extra_env}, timeout=300,
+        )
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+        assert lines[0].startswith(f"devicefit: error: --device {profile}: ")
+    assert not (tmp_path / "run").exists()

@@ -18,7 +18,8 @@ from devicefit.evaluators._lite_client import LiteWorker
 from devicefit.search._fit import Fit, FitSettings
 from devicefit.search._progress import Progress
 from devicefit.search._records import objectives_for
-from devicefit.search._study import finished_trial_count, open_study
+from devicefit.search._samplers import make_sampler
+from devicefit.search._study import finished_trial_count, open_study, sqlite_url
 from devicefit.search._task import Task
 
 HOST = load_profile("host-x86")
@@ -140,21 +141,9 @@ def test_a_failing_candidate_fails_its_trial_and_the_search_goes_on(tmp_path, to
     assert (out / "pareto.csv").exists()
 
 
-def test_a_trial_left_running_by_a_dead_process_is_failed_on_resume(tmp_path) -> None:
-    path = tmp_path / "study.db"
-    objectives = objectives_for(("host-x86",))
-    study = open_study(path, "devicefit", objectives, seed=0, population_size=4)
-    study.tell(study.ask(), [0.5, 1.0, 100.0])
-    study.ask()  # the process "dies" here: never told
-    reopened = open_study(path, "devicefit", objectives, seed=0, population_size=4)
-    states = [t.state for t in reopened.get_trials()]
-    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
-    assert reopened.get_trials()[1].user_attrs["interrupted"] is True
-    assert finished_trial_count(reopened) == 1  # an interruption does not use up the budget
-
-
 def test_a_study_with_other_devices_is_not_mixed_in(tmp_path) -> None:
-    path = tmp_path / "study.db"
-    open_study(path, "devicefit", objectives_for(("host-x86",)), seed=0, population_size=4)
+    url = sqlite_url(tmp_path / "study.db")
+    sampler = make_sampler("random", seed=0, trials=4)
+    open_study(url, "devicefit", objectives_for(("host-x86",)), sampler)
     with pytest.raises(ValueError, match="other --out folder"):
-        open_study(path, "devicefit", objectives_for(("host-x86", "phone")), seed=0, population_size=4)
+        open_study(url, "devicefit", objectives_for(("host-x86", "phone")), sampler)

@@ -1,0 +1,167 @@
+"""``devicefit fit -c fit.yaml``: the run's options in a file, validated strictly; flags on the command line win.
+
+The file holds the same options as ``devicefit fit``'s flags, with the same meaning and syntax (a key is the
+flag's name without ``--``, with ``_`` for ``-``; ``devices`` is the list of ``--device``)::
+
+    model: model.py:build_teacher        # or example: digits-vit
+    data: data.npz
+    devices: [host-x86]
+    trials: 24
+    time: 30m
+    max_latency: ["host-x86=0.4ms"]
+    max_size: 2MB
+    max_accuracy_drop: 1.5
+    sampler: nsga2
+    out: runs/my-model
+
+Relative paths (``model``, ``data``, ``out``, device profile ``.yaml`` files) are relative to the config
+file's folder. The file is checked by :mod:`devicefit.device_profiles._schema`: an unknown key, a wrong type
+or an invalid value is an error that names the file, the line and the key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+SAMPLERS = ("nsga2", "tpe", "gp", "random")
+
+
+def _flag_check(field: str, converter: Any, text: str) -> Any:
+    """Run a command-line converter; its error becomes a ValueError that starts with the field's name."""
+    try:
+        return converter(text)
+    except (argparse.ArgumentTypeError, ValueError) as exc:
+        raise ValueError(f"{field} {exc}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+    """The content of a fit config file; every key is optional (see the module docstring).
+
+    Attributes mirror ``devicefit fit``'s flags: ``max_accuracy_drop`` in accuracy points, ``max_size`` and
+    ``time`` as the flags write them (``2MB``, ``30m``), ``max_latency`` as a list of ``[DEVICE=]MS``.
+    """
+
+    example: str | None = None
+    model: str | None = None
+    data: str | None = None
+    devices: tuple[str, ...] = ()
+    trials: int | None = None
+    time: str | None = None
+    max_latency: tuple[str, ...] = ()
+    max_size: str | None = None
+    max_accuracy_drop: float | None = None
+    sampler: Literal["nsga2", "tpe", "gp", "random"] | None = None
+    latency_objective: Literal["per-device", "worst"] | None = None
+    out: str | None = None
+    storage: str | None = None
+    study: str | None = None
+    seed: int | None = None
+    epochs: int | None = None
+    quiet: bool | None = None
+
+    def __post_init__(self) -> None:
+        from devicefit.search import cli
+
+        if self.trials is not None:
+            _flag_check("trials", cli._positive_int, str(self.trials))
+        for name in ("seed", "epochs"):
+            if getattr(self, name) is not None:
+                _flag_check(name, cli._non_negative_int, str(getattr(self, name)))
+        if self.time is not None:
+            _flag_check("time", cli._duration, self.time)
+        if self.max_size is not None:
+            _flag_check("max_size", cli._size_bytes, self.max_size)
+        if self.max_accuracy_drop is not None:
+            _flag_check("max_accuracy_drop", cli._accuracy_points, str(self.max_accuracy_drop))
+        if self.model is not None and self.example is not None:
+            raise ValueError("model and example cannot both be given")
+
+
+def load_config(path: Path) -> FitConfig:
+    """Read and validate a config file.
+
+    Raises:
+        SchemaError: Unknown key, wrong type or invalid value; the message starts with ``<file>:<line>:``.
+        OSError: The file cannot be read.
+    """
+    from devicefit.device_profiles._schema import load_yaml
+
+    return load_yaml(Path(path), FitConfig, what="fit config")
+
+
+_APPEND = object()  # marker: an ``append`` action, whose "not given" value is None
+
+
+def explicit_options(parser: argparse.ArgumentParser, argv: Sequence[str], command: str) -> set[str]:
+    """The destinations of the options that ``argv`` gives explicitly to ``command``'s sub-parser.
+
+    Parses ``argv`` again with every default of that sub-parser replaced by a marker, so an option given
+    with its default value still counts as given.
+    """
+    marker = object()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
+    sub = subparsers.choices[command]
+    defaults = {}
+    for action in sub._actions:  # noqa: SLF001
+        if action.dest in ("help", argparse.SUPPRESS):
+            continue
+        defaults[action.dest] = None if isinstance(action, argparse._AppendAction) else marker  # noqa: SLF001
+    sub.set_defaults(**defaults)
+    namespace = parser.parse_args(list(argv))
+    return {dest for dest, default in defaults.items() if getattr(namespace, dest, default) is not default}
+
+
+def apply_config(args: argparse.Namespace, config: FitConfig, folder: Path, explicit: set[str]) -> argparse.Namespace:
+    """``args`` with each option the file sets and the command line does not.
+
+    Args:
+        args: The parsed command line.
+        config: The file's content.
+        folder: The config file's folder (relative paths in it are relative to it).
+        explicit: Destinations given on the command line (:func:`explicit_options`); they win.
+    """
+    from devicefit.search import cli
+
+    def relative(text: str) -> str:
+        path = Path(text).expanduser()
+        return str(path if path.is_absolute() else folder / path)
+
+    values: dict[str, Any] = {}
+    if config.example is not None:
+        values["example"] = config.example
+    if config.model is not None:
+        file_part, sep, factory = config.model.rpartition(":")
+        values["model"] = f"{relative(file_part)}:{factory}" if sep and file_part.endswith(".py") else relative(config.model)
+    if config.data is not None:
+        values["data"] = relative(config.data)
+    if config.devices:
+        values["devices"] = [relative(d) if d.endswith((".yaml", ".yml")) else d for d in config.devices]
+    if config.trials is not None:
+        values["trials"] = config.trials
+    if config.time is not None:
+        values["time_seconds"] = cli._duration(config.time)
+    if config.max_latency:
+        values["max_latency"] = list(config.max_latency)
+    if config.max_size is not None:
+        values["max_size"] = cli._size_bytes(config.max_size)
+    if config.max_accuracy_drop is not None:
+        values["max_accuracy_drop"] = cli._accuracy_points(str(config.max_accuracy_drop))
+    if config.out is not None:
+        values["out"] = Path(relative(config.out))
+    for name in ("sampler", "latency_objective", "storage", "study", "seed", "epochs", "quiet"):
+        if getattr(config, name) is not None:
+            values[name] = getattr(config, name)
+    merged = vars(args).copy()
+    for dest, value in values.items():
+        if dest not in explicit:
+            merged[dest] = value
+    if "model" in explicit and "example" not in explicit:
+        merged["example"] = None  # --model on the command line replaces the file's example
+    if "example" in explicit and "model" not in explicit:
+        merged["model"], merged["data"] = None, None
+    return argparse.Namespace(**merged)

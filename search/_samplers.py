@@ -1,0 +1,69 @@
+"""Samplers by name, with the settings a hands-off run picks for its budget."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SAMPLERS: tuple[str, ...] = ("nsga2", "tpe", "gp", "random")
+DEFAULT_SAMPLER = "nsga2"
+
+
+class UnknownSamplerError(ValueError):
+    """No sampler has that name."""
+
+
+def nsga2_population(trials: int) -> int:
+    """NSGA-II population for a run of ``trials``: a third of them, between 4 and 50.
+
+    Optuna's default (50) would make a 12-trial run one random generation.
+    """
+    return max(4, min(50, trials // 3))
+
+
+def startup_trials(trials: int) -> int:
+    """Random start-up trials of the model-based samplers (TPE, GP): a quarter of the run, 4 to 10."""
+    return max(4, min(10, trials // 4))
+
+
+def describe_sampler(name: str, *, trials: int, seed: int) -> str:
+    """One line for the banner."""
+    if name == "nsga2":
+        return f"NSGA-II, population {nsga2_population(trials)}, seed {seed}"
+    if name == "tpe":
+        return f"multi-objective TPE, {startup_trials(trials)} random start-up trials, seed {seed}"
+    if name == "gp":
+        return f"Gaussian process (logEHVI), {startup_trials(trials)} random start-up trials, seed {seed}"
+    return f"random, seed {seed}"
+
+
+def make_sampler(name: str, *, seed: int, trials: int) -> Any:
+    """Build the Optuna sampler called ``name`` (one of :data:`SAMPLERS`), seeded.
+
+    Budgets reach the samplers as constraints set on each trial (``Trial.set_constraint``), which
+    NSGA-II, TPE and GP read; random sampling ignores them.
+
+    Args:
+        name: ``nsga2`` (default), ``tpe``, ``gp`` or ``random``.
+        seed: Sampler seed.
+        trials: The run's trial budget (sets population and start-up sizes).
+
+    Raises:
+        UnknownSamplerError: ``name`` is not one of :data:`SAMPLERS`.
+    """
+    import optuna
+
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=nsga2_population(trials))
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(trials), multivariate=True)
+    if name == "gp":
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise UnknownSamplerError(
+                "the gp sampler needs torch: pip install 'devicefit[gp]' (torch 2.13.0, CPU build)"
+            ) from None
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials(trials))
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise UnknownSamplerError(f"unknown sampler '{name}' (known: {', '.join(SAMPLERS)})")

@@ -1,0 +1,81 @@
+"""``-c fit.yaml``: strict schema errors that name file, line and key; flags on the command line win."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from devicefit.device_profiles import SchemaError
+from devicefit.search import cli
+from devicefit.search._config import apply_config, explicit_options, load_config
+
+DEVICEFIT = [sys.executable, "-m", "devicefit.search.cli"]
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "fit.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("trials: 4\nsamplr: tpe\n", 2, "unknown key 'samplr'"),
+        ("example: digits-vit\ntrials: many\n", 2, "key 'trials' must be an integer, got 'many'"),
+        ("seed: 1\n\ntrials: 0\n", 3, "key 'trials': trials expected a positive whole number, got 0"),
+        ("time: soon\n", 1, "key 'time': time expected a duration such as 90s"),
+        ("max_size: 2 parsecs\n", 1, "key 'max_size': max_size expected a size such as 2MB"),
+        ("sampler: annealing\n", 1, "key 'sampler' must be one of 'nsga2', 'tpe', 'gp', 'random'"),
+        ("devices: host-x86\n", 1, "key 'devices' must be a list"),
+        ("model: m.py:f\nexample: digits-vit\n", 1, "model and example cannot both be given"),
+    ],
+)
+def test_schema_errors_name_the_file_the_line_and_the_key(tmp_path, text, line, message) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(SchemaError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}:{line}: ")
+    assert message in str(caught.value)
+
+
+def test_flags_given_on_the_command_line_win_even_at_their_default(tmp_path) -> None:
+    path = _write(tmp_path, "trials: 20\nseed: 5\nepochs: 1\nsampler: tpe\nout: runs/here\ndata: d/data.npz\n"
+                            "model: code/m.py:build\ndevices: [host-x86, profiles/arm.yaml]\nmax_size: 1MB\n")
+    argv = ["fit", "-c", str(path), "--seed", "0", "--sampler", "nsga2"]
+    args = cli.build_parser().parse_args(argv)
+    explicit = explicit_options(cli.build_parser(), argv, "fit")
+    assert explicit == {"config", "seed", "sampler"}
+    merged = apply_config(args, load_config(path), tmp_path, explicit)
+    assert (merged.trials, merged.seed, merged.epochs, merged.sampler) == (20, 0, 1, "nsga2")
+    assert merged.out == tmp_path / "runs/here"  # relative to the config file's folder
+    assert merged.data == str(tmp_path / "d/data.npz")
+    assert merged.model == f"{tmp_path / 'code/m.py'}:build"
+    assert merged.devices == ["host-x86", str(tmp_path / "profiles/arm.yaml")]
+    assert merged.max_size == 1024**2 and merged.example is None
+
+
+def test_a_command_line_example_replaces_the_files_model(tmp_path) -> None:
+    path = _write(tmp_path, "model: m.py:build\ndata: d.npz\n")
+    argv = ["search", "-c", str(path), "--example", "digits-vit"]
+    merged = apply_config(cli.build_parser().parse_args(argv), load_config(path), tmp_path,
+                          explicit_options(cli.build_parser(), argv, "search"))
+    assert (merged.example, merged.model, merged.data) == ("digits-vit", None, None)
+
+
+@pytest.mark.parametrize("verb", ["fit", "search"])
+def test_a_bad_config_file_is_one_line_exit_2_and_writes_nothing(tmp_path, verb) -> None:
+    path = _write(tmp_path, "example: digits-vit\ntrials: 3\nepoch: 2\n")
+    out = tmp_path / "run"
+    result = subprocess.run([*DEVICEFIT, verb, "-c", str(path), "--out", str(out)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"devicefit: error: {path}:3: unknown key 'epoch' (known keys here: " + lines[0].split("(known keys here: ")[1]]
+    assert "epochs" in lines[0] and not out.exists()
+    missing = subprocess.run([*DEVICEFIT, verb, "-c", str(tmp_path / "nope.yaml")], capture_output=True, text=True,
+                             timeout=300)
+    assert missing.returncode == 2 and missing.stderr.strip() == f"devicefit: error: -c {tmp_path / 'nope.yaml'}: no such file"
