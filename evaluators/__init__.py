@@ -1,4 +1,13 @@
-"""Evaluators: accuracy proxies, latency (measured by Paddle Lite, or predicted), size, memory.
+"""Evaluators: accuracy proxies (the fidelity ladder), latency (measured by Paddle Lite, or predicted), size, memory.
+
+Accuracy is a ladder, cheap to exact; every figure carries the rung that produced it (``fidelity``):
+  1. :class:`ZeroCostEvaluator`: no training (agreement with the teacher, architecture proxies).
+  2. :class:`DistillationEvaluator`: a short distillation fine-tune, scored on validation.
+  3. :class:`FinalEvaluator` (fp32) and :class:`QuantAwareEvaluator` (int8, QAT): the full fine-tune, and
+     the held-out test figure; for candidates that could be Pareto-optimal only.
+Data: :class:`TaskData` (fixed splits), built from arrays, a ``paddle.io.Dataset`` or a CSV/NPZ file
+(:func:`split_arrays`, :func:`from_dataset`, :func:`load_task_data`) and checked against the model
+(:func:`check_task_data`). Metrics: :data:`ACCURACY`, :data:`MACRO_F1` or any callable.
 
 Latency is measured by :class:`MeasuredLatency` through a runner per reach kind (:class:`HostRunner` on this
 host, :class:`AdbRunner` for Android phones, :class:`SshRunner` for ARM boards) with the protocol of
@@ -11,9 +20,16 @@ Importing this package does not import Paddle, SQLAlchemy or start a Lite worker
 
 from __future__ import annotations
 
+from devicefit.evaluators._accuracy import (
+    DEFAULT_DISTILLATION,
+    AccuracyEvaluator,
+    DistillationEvaluator,
+    predict_logits,
+)
 from devicefit.evaluators._adb import AdbRunner
 from devicefit.evaluators._cache import CacheKey, LatencyCache
-from devicefit.evaluators._data import DataError, Split, TaskData
+from devicefit.evaluators._data import DataError, Split, TaskData, check_input_spec, check_task_data
+from devicefit.evaluators._distill import DistillationSettings
 from devicefit.evaluators._errors import (
     DeviceBusyError,
     DeviceCommandError,
@@ -24,6 +40,7 @@ from devicefit.evaluators._errors import (
     MeasurementTimeout,
     UnparsableOutputError,
 )
+from devicefit.evaluators._final import FINAL_DISTILLATION, QAT_DISTILLATION, FinalEvaluator, QuantAwareEvaluator
 from devicefit.evaluators._host import HostRunner
 from devicefit.evaluators._latency import (
     LatencyEvaluator,
@@ -33,13 +50,23 @@ from devicefit.evaluators._latency import (
     host_latency,
 )
 from devicefit.evaluators._lease import DeviceLeases, Lease
+from devicefit.evaluators._metrics import ACCURACY, MACRO_F1, Metric, macro_f1, top1_accuracy
 from devicefit.evaluators._protocol import MeasureSettings
+from devicefit.evaluators._quant import QuantizationSettings
 from devicefit.evaluators._reference import ReferenceSource
 from devicefit.evaluators._runner import DeviceRunner, DeviceSession, MemoryFigure, StagedModel
+from devicefit.evaluators._sources import from_dataset, load_task_data, split_arrays
 from devicefit.evaluators._ssh import SshRunner
 from devicefit.evaluators._types import AccuracyResult, LatencyResult, LatencySource
+from devicefit.evaluators._zero_cost import ZeroCostEvaluator, ZeroCostSettings
 
 __all__ = [
+    "ACCURACY",
+    "DEFAULT_DISTILLATION",
+    "FINAL_DISTILLATION",
+    "MACRO_F1",
+    "QAT_DISTILLATION",
+    "AccuracyEvaluator",
     "AccuracyResult",
     "AdbRunner",
     "CacheKey",
@@ -51,6 +78,9 @@ __all__ = [
     "DeviceRunner",
     "DeviceSession",
     "DeviceUnavailableError",
+    "DistillationEvaluator",
+    "DistillationSettings",
+    "FinalEvaluator",
     "HostRunner",
     "LatencyCache",
     "LatencyEvaluator",
@@ -63,13 +93,26 @@ __all__ = [
     "MeasurementError",
     "MeasurementTimeout",
     "MemoryFigure",
+    "Metric",
+    "QuantAwareEvaluator",
+    "QuantizationSettings",
     "ReferenceSource",
     "Split",
     "SshRunner",
     "StagedModel",
     "TaskData",
     "UnparsableOutputError",
+    "ZeroCostEvaluator",
+    "ZeroCostSettings",
     "check_device",
+    "check_input_spec",
+    "check_task_data",
     "default_latency",
+    "from_dataset",
     "host_latency",
+    "load_task_data",
+    "macro_f1",
+    "predict_logits",
+    "split_arrays",
+    "top1_accuracy",
 ]

@@ -13,11 +13,14 @@ class AccuracyResult:
     """An accuracy figure and where it came from.
 
     Attributes:
-        accuracy: Top-1 accuracy in [0, 1].
-        split: The split it was measured on (``val`` during search, ``test`` for final models).
-        fidelity: The rung of the accuracy ladder that produced it, e.g. ``distill-3ep``.
-        seconds: Wall time the evaluation cost.
-        details: Extra figures of the rung (losses before/after, steps...).
+        accuracy: The metric's value (``metric`` names it; top-1 accuracy in [0, 1] by default). Higher is
+            better.
+        split: The split it was measured on (``val`` during search, ``test`` only for final models).
+        fidelity: The rung of the accuracy ladder that produced it, e.g. ``zero-cost``, ``distill-2ep``,
+            ``final-distill-30ep``. Shown next to the figure wherever the figure is shown.
+        seconds: Wall time the evaluation cost (fine-tuning included).
+        details: Extra figures of the rung (losses before/after, other scores, steps...).
+        metric: Name of the metric behind ``accuracy`` (``accuracy``, ``macro_f1`` or a user metric's name).
     """
 
     accuracy: float
@@ -25,6 +28,7 @@ class AccuracyResult:
     fidelity: str
     seconds: float
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    metric: str = "accuracy"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

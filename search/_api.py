@@ -9,12 +9,13 @@
 
 ``model`` is a ``file.py:factory`` or ``.pdmodel`` path (as on the command line), a trained
 ``paddle.nn.Layer`` (with ``input_spec``), or a ready :class:`~devicefit.search.Task`; ``data`` is an
-``.npz`` path or a :class:`~devicefit.evaluators.TaskData`. Input the user can fix raises
+``.npz`` or ``.csv`` path or a :class:`~devicefit.evaluators.TaskData`. Input the user can fix raises
 :class:`~devicefit.search._errors.BadInput` (a ``ValueError``) with the same one-line message as the CLI.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,7 @@ def fit(
     trials: int = 12,
     out: str | Path = "runs/fit",
     seed: int = 0,
-    epochs: int = 3,
+    epochs: int | None = None,
     sampler: str = "nsga2",
     budget: Any | None = None,
     time_seconds: float | None = None,
@@ -104,14 +105,16 @@ def fit(
 
     Args:
         model: ``file.py:factory`` or ``model.pdmodel`` path, a trained ``paddle.nn.Layer``, or a Task.
-        data: An ``.npz`` path (layout: ``devicefit fit --help``) or a TaskData; not needed for a Task or an example.
+        data: An ``.npz`` or ``.csv`` path (layouts: ``devicefit fit --help``) or a TaskData; not needed for a
+            Task or an example.
         example: A shipped example's name, instead of ``model``.
         input_spec: The Layer's ``paddle.static.InputSpec`` list (only with a Layer).
         devices: Device ids, profile ``.yaml`` paths or DeviceProfile objects.
         trials: Trials the study should have.
         out: Output folder (an earlier run there is resumed).
         seed: Seed of the sampler and the fine-tunes.
-        epochs: Distillation epochs per candidate.
+        epochs: Distillation epochs per candidate (default: the default accuracy rung's,
+            ``evaluators._accuracy.DEFAULT_DISTILLATION``).
         sampler: ``nsga2``, ``tpe``, ``gp`` or ``random``.
         budget: A :class:`~devicefit.search._budget.Budget`.
         time_seconds: Wall-clock budget.
@@ -128,7 +131,8 @@ def fit(
     Raises:
         BadInput: Unknown device or example, unusable model, data or output folder.
     """
-    from devicefit.evaluators._accuracy import DistillationSettings
+    from devicefit.evaluators import DataError
+    from devicefit.evaluators._accuracy import DEFAULT_DISTILLATION
     from devicefit.search._budget import Budget
     from devicefit.search._fit import Fit, FitSettings
     from devicefit.search._progress import Progress
@@ -143,7 +147,9 @@ def fit(
         settings = FitSettings(
             out=out_path, devices=profiles, trials=trials, seed=seed, study_name=study, storage=storage,
             sampler=sampler, budget=budget or Budget(), time_seconds=time_seconds, latency_objective=latency_objective,
-            distillation=DistillationSettings(epochs=epochs, seed=seed),
+            distillation=dataclasses.replace(
+                DEFAULT_DISTILLATION, epochs=DEFAULT_DISTILLATION.epochs if epochs is None else epochs, seed=seed
+            ),
         )
     except ValueError as exc:
         raise BadInput(str(exc)) from None
@@ -156,7 +162,11 @@ def fit(
                     "max_latency": [f"{device}={ms}ms" for device, ms in limits.latency_ms.items()] or None,
                     "max_size": limits.size_bytes, "max_accuracy_drop": limits.max_accuracy_drop,
                     "latency_objective": latency_objective, "out": str(out_path.resolve())}
-    with Fit(task, settings, progress=Progress(trials, quiet=quiet), latency=latency, run_spec=run_spec) as run:
+    try:
+        run = Fit(task, settings, progress=Progress(trials, quiet=quiet), latency=latency, run_spec=run_spec)
+    except DataError as exc:  # the data does not fit the model: the caller's to fix, before any training
+        raise BadInput(str(exc)) from None
+    with run:
         return run.run(export=export)
 
 

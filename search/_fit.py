@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 
 from devicefit.device_profiles._profile import DeviceProfile
-from devicefit.evaluators._accuracy import DistillationEvaluator, DistillationSettings, predict_logits, top1_accuracy
+from devicefit.evaluators._accuracy import DEFAULT_DISTILLATION, DistillationEvaluator, DistillationSettings, predict_logits
+from devicefit.evaluators._data import check_task_data
+from devicefit.evaluators._metrics import ACCURACY, Metric, MetricFunction, as_metric
 from devicefit.evaluators._latency import LatencyEvaluator, MeasureSettings, MeasuredLatency, default_latency
 from devicefit.evaluators._lite_client import LiteUnavailableError
 from devicefit.evaluators._types import AccuracyResult
@@ -67,7 +69,10 @@ class FitSettings:
         budget: Limits a deployable candidate must meet (Optuna constraints).
         time_seconds: Wall-clock budget: no trial starts that would likely end after it.
         latency_objective: ``per-device`` (one objective per device) or ``worst`` (the slowest device).
-        distillation: The accuracy rung used during the search.
+        distillation: The accuracy rung used during the search (default: the rung chosen by
+            ``bench/proxy_fidelity.py``, see ``evaluators._accuracy.DEFAULT_DISTILLATION``).
+        metric: What the accuracy objective measures: ``accuracy``, ``macro_f1``, or a callable
+            ``(logits [N, C], labels [N]) -> float`` (higher is better).
         measure: The timing protocol of measured latency.
         calibration_samples: Training samples used to measure importance.
         space: The user's :class:`SpaceBounds` fields (plain values); the rest are chosen from the model and
@@ -84,7 +89,8 @@ class FitSettings:
     budget: Budget = Budget()
     time_seconds: float | None = None
     latency_objective: str = "per-device"
-    distillation: DistillationSettings = DistillationSettings()
+    distillation: DistillationSettings = DEFAULT_DISTILLATION
+    metric: Metric | str | MetricFunction = ACCURACY
     measure: MeasureSettings = MeasureSettings()
     calibration_samples: int = 256
     space: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -217,12 +223,16 @@ class Fit:
         self.progress = progress or Progress(settings.trials)
         self._latency = latency
         self._owned_worker: Any = None
+        check_task_data(task.data, task.input_spec, task.teacher)  # bad data fails here, before any training
         if space is None:
             inputs, labels = _calibration_batch(task, settings.calibration_samples, settings.seed)
             bounds = settings.space_bounds()
             space = TransformerSpace(task.teacher, inputs, labels, bounds=bounds, seed=settings.seed)
         self.space = space
-        self.accuracy = DistillationEvaluator(task.teacher, task.data, settings.distillation)
+        layout = getattr(space, "layout", None)  # where the teacher's blocks are, for the distillation taps
+        self.accuracy = DistillationEvaluator(
+            task.teacher, task.data, settings.distillation, metric=settings.metric, layout=layout
+        )
         self._claims: CandidateClaims | None = None
         self._started = time.monotonic()
         self._trial_seconds: list[float] = []
@@ -279,7 +289,7 @@ class Fit:
             ("trials", f"{s.trials}{time_budget} ({describe_sampler(s.sampler, trials=s.trials, seed=s.seed)})"),
             ("objectives", ", ".join(f"{o.name} ({o.direction})" for o in s.objectives)),
             ("budget", s.budget.describe()),
-            ("accuracy", f"{s.distillation.fidelity} logit distillation on train, scored on val"),
+            ("accuracy", f"{as_metric(s.metric).name} on val after {s.distillation.fidelity} (distillation fine-tune on train)"),
             (
                 "latency",
                 f"measured with Paddle Lite: the fastest run, after {s.measure.warmup} warm-up, in blocks of >= "
@@ -373,8 +383,8 @@ class Fit:
         return step_seconds * epoch_steps * settings.distillation.epochs + 2 * export_seconds
 
     def teacher_accuracy(self) -> float:
-        """The teacher's accuracy on the validation split (the reference of an accuracy-drop budget)."""
-        return top1_accuracy(predict_logits(self.task.teacher, self.task.data.val), self.task.data.val.labels)
+        """The teacher's figure of the run's metric on the validation split (the reference of an accuracy-drop budget)."""
+        return self.accuracy.metric(predict_logits(self.task.teacher, self.task.data.val), self.task.data.val.labels)
 
     def _trials_until_done(self, study: Any) -> bool:
         """Run trials while the study needs more; returns True when the time budget stopped it."""
@@ -443,6 +453,7 @@ class Fit:
             "latency_objective": s.latency_objective,
             "study": {"storage": s.storage or STUDY_FILE, "name": s.study_name},
             "distillation": dataclasses.asdict(s.distillation),
+            "metric": as_metric(s.metric).name,
             "measure": dataclasses.asdict(s.measure),
             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -554,7 +565,7 @@ class Fit:
         """Build, fine-tune, deploy (export at the candidate's precision) and measure one candidate."""
         started = time.perf_counter()
         student = self.space.materialize(candidate)
-        accuracy = self.accuracy.evaluate(student)
+        accuracy = self.accuracy.evaluate(student, teacher_layers=candidate.layers)
         relative_dir = Path("candidates") / candidate.key()
         directory = self.settings.out / relative_dir
         artifact = self.space.deploy(student, candidate, self.task.input_spec, directory)
@@ -593,11 +604,12 @@ class Fit:
         if artifact.quantization is not None:
             details["quantization"] = artifact.quantization.to_dict()
         return AccuracyResult(
-            accuracy=top1_accuracy(logits, val.labels),
+            accuracy=self.accuracy.metric(logits, val.labels),
             split=trained.split,
             fidelity=f"{trained.fidelity}+{artifact.fidelity_tag}",
             seconds=trained.seconds + time.perf_counter() - started,
             details=details,
+            metric=trained.metric,
         )
 
 

@@ -159,6 +159,7 @@ def member_to_dict(member: ParetoMember, devices: tuple[str, ...]) -> dict[str, 
         "accuracy": {
             "value": record.accuracy.accuracy,
             "unit": "fraction",
+            "metric": record.accuracy.metric,
             "split": record.accuracy.split,
             "fidelity": record.accuracy.fidelity,
         },

@@ -9,8 +9,9 @@ A model comes in one of two ways:
   ``.pdiparams`` beside it), without its code, as PaddleSlim's auto-compression accepts. Only dimensions
   that need no code can be searched; :func:`program_dimensions` says which are open and which closed.
 
-Data comes from ``--data file.npz`` (:func:`load_npz`, layout in its docstring) or, through the Python
-API, as a :class:`~devicefit.evaluators.TaskData`.
+Data comes from ``--data`` (an ``.npz`` or ``.csv`` file: :func:`devicefit.evaluators.load_task_data`,
+layouts in :mod:`devicefit.evaluators._sources`; an unsplit file is split by the run's seed) or, through
+the Python API, as a :class:`~devicefit.evaluators.TaskData`.
 """
 
 from __future__ import annotations
@@ -23,13 +24,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
-from devicefit.evaluators._data import DataError, Split, TaskData
+from devicefit.evaluators._data import TaskData
 from devicefit.search._task import Task
 
 SourceKind = Literal["example", "factory", "program"]
-SPLITS = ("train", "val", "test")
 
 
 class ModelSourceError(ValueError):
@@ -98,8 +96,8 @@ def parse_task_source(
         raise ModelSourceError(f"--model {model} needs --data file.npz (the arrays to fine-tune and score it on)")
     if data is not None:
         data_path = Path(data)
-        if data_path.suffix.lower() != ".npz":
-            raise ModelSourceError(f"--data {data}: expected a .npz file")
+        if data_path.suffix.lower() not in (".npz", ".csv"):
+            raise ModelSourceError(f"--data {data}: expected a .npz or .csv file")
         if not data_path.is_file():
             raise ModelSourceError(f"--data {data}: no such file")
         data_path = data_path.resolve()
@@ -131,44 +129,22 @@ def task_source_from_spec(spec: Mapping[str, Any]) -> TaskSource:
 # data
 
 
-def _split_inputs(archive: Any, split: str) -> tuple[np.ndarray, ...] | None:
-    if f"{split}_inputs" in archive.files:
-        return (archive[f"{split}_inputs"],)
-    arrays = []
-    while f"{split}_inputs_{len(arrays)}" in archive.files:
-        arrays.append(archive[f"{split}_inputs_{len(arrays)}"])
-    return tuple(arrays) or None
-
-
-def load_npz(path: Path, *, num_classes: int | None = None) -> TaskData:
+def load_npz(path: Path, *, num_classes: int | None = None, seed: int = 0) -> TaskData:
     """Read a task's splits from an ``.npz`` file (``numpy.savez``).
 
     Layout: ``train_labels``, ``val_labels``, ``test_labels`` (integer class ids ``[N]``), and for each split
     the model's inputs as ``<split>_inputs`` (one input) or ``<split>_inputs_0``, ``<split>_inputs_1``, ...
-    (one array per ``forward`` argument, in order, each ``[N, ...]``). An optional scalar ``num_classes``
-    overrides the number of classes (by default: the caller's, else the largest label + 1).
+    (one array per ``forward`` argument, in order, each ``[N, ...]``); or, unsplit, ``labels`` and
+    ``inputs`` / ``inputs_0``, ... split by ``seed``. An optional scalar ``num_classes`` overrides the number
+    of classes (by default: the caller's, else the largest label + 1). The reader is
+    :func:`devicefit.evaluators._sources.load_npz`.
 
     Raises:
         DataError: An array is missing (named) or the splits fail :class:`TaskData`'s checks.
     """
-    path = Path(path)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
-    with archive:
-        splits: dict[str, Split] = {}
-        for split in SPLITS:
-            if f"{split}_labels" not in archive.files:
-                raise DataError(f"{path}: no '{split}_labels' array (found: {', '.join(sorted(archive.files))}); "
-                                "expected train/val/test _labels and _inputs (see devicefit fit --help)")
-            inputs = _split_inputs(archive, split)
-            if inputs is None:
-                raise DataError(f"{path}: has '{split}_labels' but no '{split}_inputs' (or '{split}_inputs_0', ...)")
-            splits[split] = Split(inputs, archive[f"{split}_labels"])
-        stored = int(archive["num_classes"]) if "num_classes" in archive.files else None
-    classes = stored or num_classes or max(int(s.labels.max()) for s in splits.values()) + 1
-    return TaskData(num_classes=classes, **splits)
+    from devicefit.evaluators._sources import load_npz as read
+
+    return read(path, num_classes=num_classes, seed=seed)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -269,6 +245,9 @@ def make_task(source: TaskSource, model: Any, input_spec: list[Any], data: TaskD
     Raises:
         ModelSourceError: The number of inputs differs, the model fails on the data, or labels exceed its classes.
     """
+    from devicefit.evaluators._sources import reshape_to_input_spec
+
+    data = reshape_to_input_spec(data, input_spec)  # a CSV's flat rows, to the model's per-sample shape
     if len(input_spec) != len(data.train.inputs):
         raise ModelSourceError(f"--model {source.reference} takes {len(input_spec)} inputs; the data has "
                                f"{len(data.train.inputs)} input arrays per split")
@@ -288,7 +267,7 @@ def load_task(source: TaskSource, *, seed: int = 0, data: TaskData | None = None
 
     Args:
         source: Where the model (and data) come from.
-        seed: The example's split seed.
+        seed: The split seed of an example, or of a data file that is not split.
         data: The user's data, when it is not read from ``source.data`` (the Python API).
 
     Raises:
@@ -302,7 +281,9 @@ def load_task(source: TaskSource, *, seed: int = 0, data: TaskData | None = None
     if data is None:
         if source.data is None:
             raise ModelSourceError(f"--model {source.reference} needs data")
-        data = load_npz(source.data)
+        from devicefit.evaluators._sources import load_task_data
+
+        data = load_task_data(source.data, seed=seed)
     model, input_spec = load_model(source)
     return make_task(source, model, input_spec, data)
 

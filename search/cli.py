@@ -20,6 +20,7 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import traceback
@@ -122,9 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--model", metavar="FILE.py:FUNC|MODEL.pdmodel",
                      help="your trained model: a function returning (paddle.nn.Layer, input spec), or an exported "
                      "inference program (only dimensions that need no code can be searched); needs --data")
-    fit.add_argument("--data", metavar="FILE.npz",
-                     help="your data: train_labels/val_labels/test_labels and train_inputs/val_inputs/test_inputs "
-                     "(or <split>_inputs_0, _1 ... for several inputs)")
+    fit.add_argument("--data", metavar="FILE",
+                     help="your data, .npz: train_labels/val_labels/test_labels and train_inputs/val_inputs/test_inputs "
+                     "(or <split>_inputs_0, _1 ... for several inputs), or labels and inputs split by --seed; "
+                     ".csv: a label column, numeric feature columns, an optional split column")
     fit.add_argument("--example", metavar="NAME",
                      help=f"a shipped example task instead of --model (default: {DEFAULT_EXAMPLE})")
     fit.add_argument("--device", action="append", metavar="ID", dest="devices",
@@ -152,8 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "default: <out>/study.db")
     fit.add_argument("--study", default="devicefit", metavar="NAME", help="study name in the storage (default: devicefit)")
     fit.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the sampler and fine-tunes (default: 0)")
-    fit.add_argument("--epochs", type=_non_negative_int, default=3, metavar="N",
-                     help="distillation epochs per candidate during the search (default: 3)")
+    fit.add_argument("--epochs", type=_non_negative_int, default=None, metavar="N",
+                     help="distillation epochs per candidate during the search (default: the default accuracy rung's)")
     fit.add_argument("--quiet", action="store_true", help="no progress lines")
     fit.add_argument("--json", action="store_true", help="print the result as JSON on standard output")
     commands.add_parser(
@@ -325,8 +327,10 @@ def _space(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _settings(args: argparse.Namespace, devices: list[Any], trials: int) -> Any:
-    from devicefit.evaluators._accuracy import DistillationSettings
+    from devicefit.evaluators._accuracy import DEFAULT_DISTILLATION
     from devicefit.search._fit import FitSettings
+
+    epochs = DEFAULT_DISTILLATION.epochs if args.epochs is None else args.epochs
 
     try:
         return FitSettings(
@@ -341,7 +345,7 @@ def _settings(args: argparse.Namespace, devices: list[Any], trials: int) -> Any:
             time_seconds=args.time_seconds,
             latency_objective=args.latency_objective,
             space=_space(args),
-            distillation=DistillationSettings(epochs=args.epochs, seed=args.seed),
+            distillation=dataclasses.replace(DEFAULT_DISTILLATION, epochs=epochs, seed=args.seed),
         )
     except ValueError as exc:
         raise BadInput(str(exc)) from None
@@ -370,6 +374,7 @@ def _fit(args: argparse.Namespace) -> int:
     check_output_folder(args.out)
     settings = _settings(args, devices, args.trials or 12)
 
+    from devicefit.evaluators import DataError
     from devicefit.search._fit import Fit
     from devicefit.search._progress import Progress
     from devicefit.spaces import BoundsError, UnsupportedModelError
@@ -391,6 +396,8 @@ def _fit(args: argparse.Namespace) -> int:
         raise BadInput(f"--model {source.reference}: {exc}") from None
     except BoundsError as exc:
         raise BadInput(f"--space: {exc}") from None
+    except DataError as exc:  # the data does not fit the model: the user's to fix, before any training
+        raise BadInput(str(exc)) from None
     progress.info(f"loaded {source.describe()}: {len(task.data.train)} train / {len(task.data.val)} val / "
                   f"{len(task.data.test)} test samples, {task.data.num_classes} classes")
     if plan:

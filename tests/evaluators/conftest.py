@@ -1,4 +1,7 @@
-"""Fixtures of the latency tests: tiny exported models, the real Lite worker, and the fake phone and board.
+"""Fixtures of the evaluator tests.
+
+Latency: tiny exported models, the real Lite worker, and the fake phone and board. Accuracy: the shipped
+digits ViT teacher on a small slice of its data, and a student with random weights.
 
 The fakes (``tests/fakes/fake_adb.py``, ``fake_ssh.py``, ``fake_benchmark_bin.py``) stand in only for what
 cannot exist here, a phone and a board: they really run what devicefit gives them on this machine, so the
@@ -14,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devicefit.evaluators import TaskData
 from devicefit.evaluators._lite_client import LiteUnavailableError, LiteWorker, find_lite_python
 from devicefit.evaluators._protocol import MeasureSettings
 from devicefit.spaces._export import Artifact, export_inference_model
@@ -112,3 +116,48 @@ def fake_board(tmp_path: Path) -> FakeBoard:
 def broken_benchmark_bin(directory: Path, name: str, lines: list[str]) -> Path:
     """A user's benchmark_bin that misbehaves (crashes, hangs, prints something else)."""
     return write_script(directory / name, lines)
+
+
+# -- accuracy ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SmallDigits:
+    """The trained 4-layer ViT (d=64), a space over it, and 320/100/100 digits."""
+
+    teacher: object
+    input_spec: list
+    data: TaskData
+    space: object
+
+
+@pytest.fixture(scope="session")
+def digits(paddle) -> SmallDigits:
+    from devicefit.examples.digits_vit.task import build_task
+    from devicefit.spaces import TransformerEncoderSpace
+
+    task = build_task(seed=0)
+    data = TaskData(
+        train=task.data.train.take(np.arange(320)),
+        val=task.data.val.take(np.arange(100)),
+        test=task.data.test.take(np.arange(100)),
+        num_classes=task.data.num_classes,
+    )
+    calibration = data.train.take(np.arange(128))
+    space = TransformerEncoderSpace(task.teacher, calibration.inputs, calibration.labels)
+    return SmallDigits(task.teacher, task.input_spec, data, space)
+
+
+@pytest.fixture(scope="session")
+def random_student_factory(paddle):
+    """Students with the teacher's architecture and random weights: a deliberately broken model."""
+
+    def make(seed: int = 123):
+        from devicefit.examples.digits_vit.model import DigitsViT, ViTConfig, read_teacher_metadata
+
+        paddle.seed(seed)
+        model = DigitsViT(ViTConfig.from_dict(read_teacher_metadata()["config"]))
+        model.eval()
+        return model
+
+    return make

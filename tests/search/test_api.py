@@ -59,3 +59,23 @@ def test_a_layer_with_its_input_spec_and_task_data(paddle, toy_encoder_factory, 
     with pytest.raises(ValueError, match="unknown device 'pixel-9'"):
         dfs.fit(example="digits-vit", devices=["pixel-9"], out=tmp_path / "third")
     assert not (tmp_path / "other").exists() and not (tmp_path / "third").exists()
+
+
+
+def test_the_default_rung_is_the_benchmarks_and_bad_data_is_bad_input(paddle, toy_encoder_factory, tmp_path) -> None:
+    import dataclasses
+    import json
+
+    from devicefit.evaluators._accuracy import DEFAULT_DISTILLATION
+    from devicefit.search._errors import BadInput
+
+    task = toy_task(paddle, toy_encoder_factory)
+    result = dfs.search(task, out=tmp_path / "run", trials=1, quiet=True, latency=StandInLatency())
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["distillation"] == dataclasses.asdict(DEFAULT_DISTILLATION)
+    assert DEFAULT_DISTILLATION.fidelity == "distill-1ep"
+    assert result.pareto[0].record.accuracy.fidelity.split("+")[0] == "distill-1ep"
+    too_many_classes = dataclasses.replace(task, data=dataclasses.replace(task.data, num_classes=9))
+    with pytest.raises(BadInput, match="num_classes 9"):
+        dfs.fit(too_many_classes, out=tmp_path / "bad", quiet=True, latency=StandInLatency())
+    assert not (tmp_path / "bad").exists()

@@ -153,7 +153,7 @@ def _load_factory(folder: Path):
         ("toy.py:build", None, "needs --data file.npz"),
         ("toy.py", "toy.npz", "expected path/to/file.py:factory or path/to/model.pdmodel"),
         ("missing.py:build", "toy.npz", "no such file missing.py"),
-        ("toy.py:build", "toy.csv", "expected a .npz file"),
+        ("toy.py:build", "toy.txt", "expected a .npz or .csv file"),
     ],
 )
 def test_bad_models_and_data_are_one_line_exit_2_and_write_nothing(user_files, tmp_path, model, data, message) -> None:
