@@ -933,6 +933,7 @@ class LiteWorker:
         repeats: int = 50,
         blocks: int = 1,
         seed: int = 0,
+        clock: str = "wall",
         timeout_seconds: float | None = None,
     ) -> MeasureResult:
         """Time ``predictor.run()`` in the worker; raw timings plus the worker's memory figures.
@@ -946,6 +947,8 @@ class LiteWorker:
             blocks: Consecutive blocks of ``repeats`` runs (for block statistics such as the minimum of
                 block medians).
             seed: Seed of the random inputs.
+            clock: ``"wall"`` (elapsed time) or ``"thread_cpu"`` (CPU time of the worker's calling thread:
+                leaves out preemption by other processes on a shared host; needs ``threads=1``).
             timeout_seconds: Bound of this request.
         """
         specs = [i.to_json() if isinstance(i, InputSpec) else {"path": os.fspath(i)} for i in inputs]
@@ -959,6 +962,7 @@ class LiteWorker:
             repeats=int(repeats),
             blocks=int(blocks),
             seed=int(seed),
+            clock=str(clock),
         )
         return MeasureResult(
             times_ms=tuple(float(t) for t in reply["times_ms"]),
@@ -985,6 +989,7 @@ class LiteWorker:
         repeats: int = 50,
         blocks: int = 1,
         seed: int = 0,
+        clock: str = "wall",
         timeout_seconds: float | None = None,
     ) -> list[float]:
         """Like :meth:`measure_detailed`, returning only the per-run times in ms (``blocks * repeats``)."""
@@ -997,6 +1002,7 @@ class LiteWorker:
                 repeats=repeats,
                 blocks=blocks,
                 seed=seed,
+                clock=clock,
                 timeout_seconds=timeout_seconds,
             ).times_ms
         )
