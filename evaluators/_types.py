@@ -46,6 +46,11 @@ class LatencyResult:
         threads: Inference threads.
         seconds: Wall time the measurement (or prediction) cost, conversion included.
         model_bytes: Size of the deployed Paddle Lite ``.nb`` file, in bytes.
+        calibrated: For a predicted figure, whether the profile's predictor was fitted on measurements of
+            this device (False: seeded from public figures, to be read as a rough estimate); None when
+            measured.
+        predictor: For a predicted figure, which predictor made it and its measured error, in one line;
+            None when measured.
     """
 
     device_id: str
@@ -59,6 +64,19 @@ class LatencyResult:
     threads: int
     seconds: float
     model_bytes: int
+    calibrated: bool | None = None
+    predictor: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.source == "predicted" and self.calibrated is None:
+            raise ValueError("a predicted latency must say whether its predictor was calibrated")
+
+    @property
+    def source_label(self) -> str:
+        """``measured``, ``predicted`` or ``predicted (uncalibrated)``: what every displayed figure carries."""
+        if self.source == "predicted" and not self.calibrated:
+            return "predicted (uncalibrated)"
+        return self.source
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
