@@ -45,6 +45,8 @@ class FitSettings:
         measure: The timing protocol of measured latency.
         calibration_samples: Training samples used to measure importance.
         population_size: NSGA-II population; ``None`` picks a third of the trials, between 4 and 50.
+        predict: Ids of devices whose latency is predicted by their profile's predictor although they could
+            be measured; devices reached by ``none`` are always predicted.
     """
 
     out: Path
@@ -56,6 +58,7 @@ class FitSettings:
     measure: MeasureSettings = MeasureSettings()
     calibration_samples: int = 256
     population_size: int | None = None
+    predict: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.trials < 1:
@@ -65,6 +68,16 @@ class FitSettings:
         ids = [d.id for d in self.devices]
         if len(set(ids)) != len(ids):
             raise ValueError(f"a device is listed twice: {ids}")
+        unknown = set(self.predict) - set(ids)
+        if unknown:
+            raise ValueError(f"predict names devices that are not targets: {sorted(unknown)}")
+        for device in self.devices:
+            if self.predicted(device) and device.predictor is None:
+                raise ValueError(f"{device.id} has no latency predictor, so its latency cannot be predicted")
+
+    def predicted(self, device: DeviceProfile) -> bool:
+        """Whether ``device``'s latency is predicted (else measured)."""
+        return device.reach.kind == "none" or device.id in self.predict
 
     @property
     def device_ids(self) -> tuple[str, ...]:
@@ -152,9 +165,14 @@ class Fit:
     def latency(self) -> LatencyEvaluator:
         if self._latency is None:
             from devicefit.evaluators._lite_client import LiteWorker
+            from devicefit.evaluators._predicted import LatencyByDevice, PredictedLatency
 
             self._owned_worker = LiteWorker()
-            self._latency = host_latency(self._owned_worker, self.settings.measure)
+            measured = host_latency(self._owned_worker, self.settings.measure)
+            predicted = PredictedLatency(self._owned_worker)
+            self._latency = LatencyByDevice(
+                {d.id: predicted if self.settings.predicted(d) else measured for d in self.settings.devices}
+            )
         return self._latency
 
     def _check_lite(self) -> None:
@@ -196,14 +214,24 @@ class Fit:
         rows += [
             ("trials", f"{s.trials} (NSGA-II, population {s.nsga2_population}, seed {s.seed})"),
             ("accuracy", f"{s.distillation.fidelity} logit distillation on train, scored on val"),
-            (
-                "latency",
-                f"measured with Paddle Lite: {s.measure.warmup} warm-up, {s.measure.blocks}x"
-                f"{s.measure.runs_per_block} timed runs, min of block medians",
-            ),
+            ("latency", self._describe_latency()),
             ("output", str(s.out)),
         ]
         return rows
+
+    def _describe_latency(self) -> str:
+        s = self.settings
+        parts = []
+        measured = [d.id for d in s.devices if not s.predicted(d)]
+        if measured:
+            parts.append(
+                f"{', '.join(measured)} measured with Paddle Lite: {s.measure.warmup} warm-up, {s.measure.blocks}x"
+                f"{s.measure.runs_per_block} timed runs, min of block medians"
+            )
+        for device in s.devices:
+            if s.predicted(device):
+                parts.append(f"{device.id} PREDICTED: {device.describe_predictor()}")
+        return "; ".join(parts)
 
     def run(self) -> FitResult:
         """Search until the study has ``settings.trials`` finished trials, then write the outputs."""

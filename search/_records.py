@@ -99,6 +99,6 @@ class TrialRecord:
         }
         for device, result in self.latencies.items():
             attrs[f"latency_ms:{device}"] = result.latency_ms
-            attrs[f"latency_source:{device}"] = result.source
+            attrs[f"latency_source:{device}"] = result.source_label
         attrs[RECORD_ATTR] = self.to_dict()
         return attrs

@@ -18,7 +18,10 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from devicefit.device_profiles import DeviceProfile
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_DEVICE = "host-x86"
@@ -83,7 +86,64 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--epochs", type=_non_negative_int, default=3, metavar="N",
                      help="distillation epochs per candidate during the search (default: 3)")
     fit.add_argument("--quiet", action="store_true", help="no progress lines")
+    fit.add_argument("--predict", action="append", metavar="ID", default=[],
+                     help="predict this target's latency with its profile's predictor instead of measuring it "
+                     "(devices reached by 'none' are always predicted); repeat for several")
+    _add_devices_parser(commands)
+    _add_calibrate_parser(commands)
     return parser
+
+
+def _add_devices_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``devicefit devices list|show``: the device profiles and their predictors."""
+    devices = commands.add_parser(
+        "devices",
+        help="list the device profiles, whether each predictor is calibrated, and its measured error",
+        description="Device profiles: shipped ones and the versions `devicefit calibrate` wrote.",
+    )
+    actions = devices.add_subparsers(dest="devices_command", metavar="ACTION", parser_class=_Parser)
+    listing = actions.add_parser("list", help="one line per device (highest version)")
+    listing.add_argument("--all-versions", action="store_true", help="every version of every device")
+    show = actions.add_parser("show", help="everything about one device: reach, precisions, predictor provenance")
+    show.add_argument("device", metavar="ID", help="a device profile id")
+
+
+def _add_calibrate_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``devicefit calibrate --device ID``: fit a device's latency predictor on measurements."""
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="measure generated models on a device and write a new, calibrated profile version",
+        description="Time single-kernel probes and whole encoder models on the device, fit its latency "
+        "predictor, and write <id>.v<N>.yaml (never over an existing file) with the measurements.",
+    )
+    calibrate.add_argument("--device", required=True, metavar="ID", help="device profile id or .yaml path")
+    calibrate.add_argument("--out", type=Path, metavar="DIR",
+                           help="folder for the new profile version (default: $DEVICEFIT_PROFILES_DIR or "
+                           "~/.devicefit/profiles, where devicefit finds it by id)")
+    calibrate.add_argument("--quick", action="store_true", help="a small sweep (about 40 models): a first look only")
+    calibrate.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the generated models (default: 0)")
+    calibrate.add_argument("--keep", type=Path, metavar="DIR", help="keep the generated models in DIR (default: deleted)")
+
+
+def _devices(args: argparse.Namespace) -> int:
+    from devicefit.device_profiles._cli import DeviceCommandError, list_devices, show_device
+
+    try:
+        if args.devices_command == "show":
+            return show_device(args.device, print)
+        return list_devices(print, all_versions=getattr(args, "all_versions", False))
+    except DeviceCommandError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from devicefit.device_profiles._cli import DeviceCommandError, run_calibrate
+
+    try:
+        return run_calibrate(args.device, out_dir=args.out, quick=args.quick, seed=args.seed, keep=args.keep,
+                             out=lambda line: print(line, flush=True))
+    except DeviceCommandError as exc:
+        raise BadInput(str(exc)) from None
 
 
 def check_output_folder(out: Path) -> None:
@@ -112,20 +172,12 @@ def check_output_folder(out: Path) -> None:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from devicefit.device_profiles import SchemaError, UnknownDeviceError, load_profile
+    from devicefit.device_profiles import SchemaError, UnknownDeviceError
     from devicefit.examples import UnknownExampleError, example_info
 
     try:
         example_info(args.example)
-        devices = []
-        for device_id in args.devices or [DEFAULT_DEVICE]:
-            profile = load_profile(device_id)
-            if profile.reach.kind != "local":
-                raise BadInput(
-                    f"--device {device_id}: it is reached by '{profile.reach.kind}'; this version of devicefit "
-                    "measures only on this host (devices with reach 'local')"
-                )
-            devices.append(profile)
+        devices = _fit_devices(args.devices or [DEFAULT_DEVICE], args.predict)
         check_output_folder(args.out)
     except (UnknownDeviceError, UnknownExampleError, SchemaError) as exc:
         raise BadInput(str(exc).strip("'\"")) from None
@@ -141,6 +193,7 @@ def _fit(args: argparse.Namespace) -> int:
         trials=args.trials,
         seed=args.seed,
         distillation=DistillationSettings(epochs=args.epochs, seed=args.seed),
+        predict=tuple(p.id for p in devices if p.id in args.predict or p.reach.kind == "none"),
     )
     progress = Progress(args.trials, quiet=args.quiet)
     progress.info(f"loading example '{args.example}' ...")
@@ -158,6 +211,35 @@ def _fit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _fit_devices(device_ids: Sequence[str], predict: Sequence[str]) -> list[DeviceProfile]:
+    """Load the target profiles; each must be measurable here or predictable.
+
+    A device reached by ``none`` is predicted; one reached by ``local`` is measured unless listed in
+    ``predict``; one reached by adb or ssh must be predicted (this version has no runner for them).
+
+    Raises:
+        BadInput: A device cannot be measured here nor predicted, or ``predict`` names a non-target.
+    """
+    from devicefit.device_profiles import load_profile
+
+    devices = []
+    for device_id in device_ids:
+        profile = load_profile(device_id)
+        predicted = profile.reach.kind == "none" or device_id in predict or profile.id in predict
+        if predicted and profile.predictor is None:
+            raise BadInput(f"--device {device_id}: its profile has no latency predictor, so it cannot be predicted")
+        if not predicted and profile.reach.kind != "local":
+            raise BadInput(
+                f"--device {device_id}: it is reached by '{profile.reach.kind}' and this version of devicefit "
+                f"measures only on this host; add --predict {profile.id} to use its profile's predictor"
+            )
+        devices.append(profile)
+    unknown = set(predict) - {d.id for d in devices} - set(device_ids)
+    if unknown:
+        raise BadInput(f"--predict {sorted(unknown)[0]}: not one of the --device targets")
+    return devices
+
+
 def print_front(result: object) -> None:
     """The Pareto front as a table on standard output."""
     from devicefit.search._fit import FitResult
@@ -169,7 +251,7 @@ def print_front(result: object) -> None:
     for member in result.pareto:
         record = member.record
         latencies = "  ".join(
-            f"{device} {r.latency_ms:.3f} ms {r.source}" for device, r in record.latencies.items()
+            f"{device} {r.latency_ms:.3f} ms {r.source_label}" for device, r in record.latencies.items()
         )
         test = "" if member.test_accuracy is None else f"  test {member.test_accuracy:.4f}"
         print(f"  {record.key:<34} val {record.accuracy.accuracy:.4f} ({record.accuracy.fidelity}){test}  "
@@ -183,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
-    handlers = {"fit": _fit}
+    handlers = {"fit": _fit, "devices": _devices, "calibrate": _calibrate}
     try:
         return handlers[args.command](args)
     except BadInput as exc:
