@@ -1,0 +1,203 @@
+"""What ``devicefit devices list|show`` and ``devicefit calibrate`` do (the parsers live in search/cli.py).
+
+Compute, then render: :func:`device_rows` and :func:`device_details` build plain data that tests check;
+:func:`format_table` only lays it out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from devicefit.device_profiles._profile import DeviceProfile, ProfileFile, find_profiles, user_profiles_dir
+
+Print = Callable[[str], None]
+
+#: Columns of ``devices list``.
+LIST_COLUMNS = ("id", "unit", "places", "threads", "reach", "version", "predictor", "measured error", "file")
+
+
+class DeviceCommandError(ValueError):
+    """Input the user can fix (unknown device, a device without a runner); one line, exit code 2."""
+
+
+def _reach(profile: DeviceProfile) -> str:
+    reach = profile.reach
+    if reach.kind == "adb":
+        return f"adb {reach.serial or '(default device)'}"
+    if reach.kind == "ssh":
+        return f"ssh {reach.host or '?'}"
+    return reach.kind
+
+
+def _predictor_state(profile: DeviceProfile) -> str:
+    if profile.predictor is None:
+        return "none (measure only)"
+    return "calibrated" if profile.predictor.provenance.calibrated else "UNCALIBRATED (seeded from public figures)"
+
+
+def _error(profile: DeviceProfile) -> str:
+    if profile.predictor is None or profile.predictor.provenance.error is None:
+        return "not measured"
+    error = profile.predictor.provenance.error
+    where = "cross-validated" if "cross-validation" in error.what else error.what
+    return f"MAPE {error.mape_percent:.1f}%, {100 * error.within10:.0f}% within +-10% ({where}, {error.models} models)"
+
+
+def device_rows(entries: Sequence[ProfileFile]) -> list[dict[str, str]]:
+    """One row per profile for ``devices list`` (keys: :data:`LIST_COLUMNS`)."""
+    rows = []
+    for entry in entries:
+        p = entry.profile
+        rows.append({
+            "id": p.id,
+            "unit": p.unit,
+            "places": p.places,
+            "threads": str(p.threads),
+            "reach": _reach(p),
+            "version": f"v{p.version}",
+            "predictor": _predictor_state(p),
+            "measured error": _error(p),
+            "file": "shipped" if entry.shipped else str(entry.path),
+        })
+    return rows
+
+
+def format_table(rows: Sequence[dict[str, str]], columns: Sequence[str]) -> list[str]:
+    """Left-aligned columns, a header line first."""
+    widths = {c: max([len(c)] + [len(r[c]) for r in rows]) for c in columns}
+    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip()]
+    lines += ["  ".join(r[c].ljust(widths[c]) for c in columns).rstrip() for r in rows]
+    return lines
+
+
+def list_devices(out: Print, *, all_versions: bool = False) -> int:
+    """``devicefit devices list``: every profile, whether its predictor is calibrated, and its measured error."""
+    entries = find_profiles(all_versions=all_versions)
+    for line in format_table(device_rows(entries), LIST_COLUMNS):
+        out(line)
+    uncalibrated = [e.profile.id for e in entries if e.profile.predictor is not None and not e.profile.calibrated]
+    if uncalibrated:
+        out("")
+        out(f"{len(uncalibrated)} profiles are seeded from public figures, not calibrated on the device: their "
+            "predicted latencies are rough estimates and are labelled 'predicted (uncalibrated)' everywhere.")
+    out(f"user profiles (written by `devicefit calibrate`): {user_profiles_dir()}")
+    return 0
+
+
+def device_details(entry: ProfileFile) -> list[str]:
+    """Lines of ``devicefit devices show <id>``."""
+    from devicefit.device_profiles._calibrate import predictor_summary
+
+    p = entry.profile
+    lines = [
+        f"{p.id} v{p.version}: {p.name}",
+        f"  file        {'shipped: ' if entry.shipped else ''}{entry.path}",
+        f"  soc         {p.soc}",
+        f"  unit        {p.unit}; Paddle Lite places '{p.places}'; {p.threads} thread(s); power mode {p.power_mode}",
+        f"  precisions  {', '.join(p.precisions)}",
+        f"  memory      {'no limit given' if p.memory_limit_bytes is None else f'{p.memory_limit_bytes / 2**20:.0f} MiB'}",
+        f"  reach       {_reach(p)}",
+        f"  notes       {p.notes}",
+        f"  predictor   {_predictor_state(p)}",
+    ]
+    if p.predictor is not None:
+        prov = p.predictor.provenance
+        lines += [
+            f"    method       {prov.method}",
+            f"    measured on  {prov.measured_on}",
+            f"    date         {prov.date}",
+            f"    tool         {prov.tool}",
+            f"    error        {prov.error.describe() if prov.error else 'not measured'}",
+        ]
+        lines += [f"    source       {source}" for source in prov.sources]
+        if prov.notes:
+            lines.append(f"    notes        {prov.notes}")
+        lines.append("    coefficients (microseconds per unit of each feature):")
+        lines += [f"      {line}" for line in predictor_summary(p.predictor)]
+    return lines
+
+
+def show_device(device: str, out: Print) -> int:
+    """``devicefit devices show <id>``.
+
+    Raises:
+        DeviceCommandError: No profile has that id.
+    """
+    matches = [e for e in find_profiles() if e.profile.id == device]
+    if not matches:
+        known = ", ".join(e.profile.id for e in find_profiles())
+        raise DeviceCommandError(f"unknown device '{device}' (known: {known})")
+    for line in device_details(matches[0]):
+        out(line)
+    return 0
+
+
+def run_calibrate(
+    device: str, *, out_dir: Path | None, quick: bool, seed: int, keep: Path | None, out: Print
+) -> int:
+    """``devicefit calibrate --device <id>``: measure, fit, write a new profile version (never over another).
+
+    The runner comes from the device's reach: ``local`` is this host (Paddle Lite's x86 kernels through the
+    Lite worker). Devices reached by adb or ssh need their runner (see ``runner_for``).
+
+    Raises:
+        DeviceCommandError: Unknown device, or no runner for its reach.
+    """
+    from devicefit.device_profiles._calibrate import (
+        CalibrationPlan,
+        calibrate,
+        write_calibration,
+    )
+    from devicefit.device_profiles._profile import UnknownDeviceError, load_profile, next_version
+    from devicefit.evaluators._lite_client import LiteWorker
+
+    try:
+        profile = load_profile(device)
+    except UnknownDeviceError as exc:
+        raise DeviceCommandError(str(exc).strip("'\"")) from None
+    target = Path(out_dir) if out_dir is not None else user_profiles_dir()
+    version = next_version(profile.id, target)
+    plan = CalibrationPlan.quick(seed) if quick else dataclasses.replace(CalibrationPlan(), seed=seed)
+    work = Path(keep) if keep is not None else Path(tempfile.mkdtemp(prefix=f"devicefit-calibrate-{profile.id}-"))
+    try:
+        with LiteWorker() as worker:
+            runner = runner_for(profile, worker)
+            calibration = calibrate(profile, runner=runner, worker=worker, work_dir=work, plan=plan,
+                                    version=version, log=out)
+        path, data_path = write_calibration(calibration, target)
+    finally:
+        if keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    for failure in calibration.failures:
+        out(f"  skipped {failure}")
+    out(f"wrote {path}")
+    out(f"      {data_path} (every measurement, with the fitted value)")
+    out(calibration.profile.describe_predictor())
+    if quick:
+        out("this was a --quick sweep: fine for a first look, not for decisions (run without --quick)")
+    return 0
+
+
+def runner_for(profile: DeviceProfile, worker: object) -> object:
+    """The :class:`~devicefit.evaluators._latency.DeviceRunner` that times ``profile``'s device.
+
+    Raises:
+        DeviceCommandError: devicefit has no runner for the device's reach in this version.
+    """
+    from devicefit.evaluators._latency import HostRunner
+
+    if profile.reach.kind == "local":
+        return HostRunner(worker)  # type: ignore[arg-type]
+    if profile.reach.kind == "none":
+        raise DeviceCommandError(
+            f"{profile.id} is reached by 'none': nothing here can time models on it; calibrate a copy of its "
+            "profile whose reach says how to get to the device (adb serial or ssh host)"
+        )
+    raise DeviceCommandError(
+        f"{profile.id} is reached by '{profile.reach.kind}': this version of devicefit has no "
+        f"{profile.reach.kind} runner to time models on it yet, so it cannot be calibrated from here"
+    )
