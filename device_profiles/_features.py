@@ -39,7 +39,8 @@ FEATURES = ("calls", "slices", "mflop", "in_kib", "out_kib", "weight_kib")
 #: coefficient absorbs the scale, so only the relative size within one op type matters).
 _FLOPS_PER_ELEMENT = {
     "softmax": 5, "log_softmax": 6, "layer_norm": 8, "gelu": 20, "tanh": 10, "sigmoid": 10, "swish": 12,
-    "hard_swish": 5, "erf": 15, "exp": 10, "scale": 2, "relu": 1, "relu6": 2, "leaky_relu": 2,
+    "hard_swish": 5, "erf": 15, "exp": 10, "scale": 2, "relu": 1, "relu6": 2, "clip": 2, "leaky_relu": 2,
+    "hard_sigmoid": 3, "batch_norm": 2,
 }
 #: Kernels that only move or reinterpret data: features are bytes and calls, no arithmetic.
 _DATA_MOVEMENT = frozenset({
@@ -169,12 +170,14 @@ def kernel_features(kernel: ShapedKernel) -> KernelFeatures:
         flops = (2.0 if op.startswith("fusion_") else 1.0) * out
     elif op in ("lookup_table", "lookup_table_v2"):
         slices = float(kernel.input("Ids").numel)
-    elif op in ("reduce_mean", "reduce_sum", "reduce_max", "mean"):
+    elif op in ("reduce_mean", "reduce_sum", "reduce_max", "mean", "pool2d"):
         flops = float(kernel.input("X").numel)
+    elif op == "batch_norm":
+        flops = float(_FLOPS_PER_ELEMENT[op] * kernel.input("X").numel)
     elif op in _FLOPS_PER_ELEMENT:
         flops = float(_FLOPS_PER_ELEMENT[op] * _largest_output(kernel))
-    elif op in _DATA_MOVEMENT or op in ("arg_max", "pool2d", "prelu", "sqrt", "rsqrt", "abs", "square", "log",
-                                        "silu", "mish", "softplus", "hard_sigmoid"):
+    elif op in _DATA_MOVEMENT or op in ("arg_max", "prelu", "sqrt", "rsqrt", "abs", "square", "log",
+                                        "silu", "mish", "softplus"):
         flops = float(_largest_output(kernel)) if op not in _DATA_MOVEMENT else 0.0
     else:
         raise ShapeInferenceError(f"no cost features for op type '{op}'")

@@ -605,6 +605,14 @@ def _gather(op: KernelOp, ins: Ins) -> Outs:
     return {"Out": [Tensor(shape, x.dtype)]}
 
 
+def _batch_norm(op: KernelOp, ins: Ins) -> Outs:
+    x = _one(op, ins, "X")
+    channels = x.shape[1] if len(x.shape) > 1 else 1
+    stats = [Tensor((channels,))]
+    return {"Y": [Tensor(x.shape, x.dtype)], "MeanOut": stats, "VarianceOut": stats, "SavedMean": stats,
+            "SavedVariance": stats}
+
+
 def _layout_copy(op: KernelOp, ins: Ins) -> Outs:
     return _same(op, ins, src="Input")
 
@@ -620,7 +628,7 @@ def _softmax_like(op: KernelOp, ins: Ins) -> Outs:
     return {"Out": [Tensor(x.shape, x.dtype)]}
 
 
-_ACTIVATIONS = ("relu", "relu6", "gelu", "tanh", "sigmoid", "swish", "hard_swish", "hard_sigmoid", "leaky_relu",
+_ACTIVATIONS = ("relu", "relu6", "clip", "gelu", "tanh", "sigmoid", "swish", "hard_swish", "hard_sigmoid", "leaky_relu",
                 "exp", "sqrt", "rsqrt", "abs", "square", "erf", "log", "silu", "mish", "softplus", "prelu")
 _ELEMENTWISE = ("elementwise_add", "elementwise_sub", "elementwise_mul", "elementwise_div", "elementwise_max",
                 "elementwise_min", "elementwise_pow", "fusion_elementwise_add_activation",
@@ -638,6 +646,7 @@ RULES: dict[str, Rule] = {
     "depthwise_conv2d": _conv2d,
     "pool2d": _pool2d,
     "layer_norm": _layer_norm,
+    "batch_norm": _batch_norm,
     "softmax": _softmax_like,
     "log_softmax": _softmax_like,
     "reshape": _reshape,

@@ -6,9 +6,10 @@ the ``matmul`` + ``elementwise_add`` of the Paddle program).
 
 Variable shapes written in that program are not reliable: Paddle Lite's memory optimization makes later
 ops reuse the variables of earlier ones (the ARM program of a ViT writes ``concat_0.tmp_0`` a dozen times,
-with different shapes). So only op types, kernels, attributes, variable names in execution order and the
-shapes of *persistable* variables (the weights, which are never reused) are read here; activation shapes
-are inferred op by op for a concrete input (``devicefit.device_profiles._shapes``).
+with different shapes), and a fused weight can keep the declared shape of the weight it replaced. So only
+op types, kernels, attributes and variable names in execution order are read from the program, the
+weights' shapes from the stored tensors of the params file; activation shapes are inferred op by op for a
+concrete input (``devicefit.device_profiles._shapes``).
 
 For NNAdapter targets (NPUs, NNAPI), the ops that run on the accelerator are inside ``subgraph`` ops;
 their ops are kept on :attr:`KernelOp.sub_ops`, in the sub-block's order.
@@ -135,19 +136,22 @@ def _read_op(op: Any, blocks: Any) -> KernelOp:
     )
 
 
-def _small_int_values(params_file: Path, names: list[str], framework_pb2: Any) -> dict[str, tuple[int, ...]]:
-    """Values of the small integer tensors in a combined params file (``opt``'s protobuf ``params``).
+def _params_tensors(params_file: Path, names: list[str], framework_pb2: Any) -> dict[str, PersistableVar]:
+    """The weights stored in a combined params file (``opt``'s protobuf ``params``), as they really are.
 
     The file holds every persistable variable of block 0, in sorted name order, each as Paddle's tensor
     serialization: ``uint32`` version, ``uint64`` LoD level and LoD data, ``uint32`` version, ``int32`` size of
-    a ``TensorDesc``, the ``TensorDesc``, then the raw data. The walk must consume the file exactly.
+    a ``TensorDesc``, the ``TensorDesc``, then the raw data. The walk must consume the file exactly. The dims
+    written here are the tensor's own: when opt fuses two convolutions it keeps the first one's weight name
+    and declared dims but stores the fused weight (seen: declared [16, 16, 1, 1], stored [72, 16, 1, 1]).
+    Integer tensors up to :data:`MAX_VALUE_ELEMENTS` elements also get their values.
 
     Raises:
         ValueError: The file does not match the program (sizes, dims or count differ).
     """
     data = Path(params_file).read_bytes()
     position = 0
-    values: dict[str, tuple[int, ...]] = {}
+    tensors: dict[str, PersistableVar] = {}
     item_sizes = {0: 1, 1: 2, 2: 4, 3: 8, 4: 2, 5: 4, 6: 8, 20: 1, 21: 1, 22: 2}
     try:
         for name in names:
@@ -163,17 +167,20 @@ def _small_int_values(params_file: Path, names: list[str], framework_pb2: Any) -
             desc = framework_pb2.VarType.TensorDesc()
             desc.ParseFromString(data[position : position + desc_size])
             position += desc_size
-            count = math.prod(desc.dims)
-            size = item_sizes[int(desc.data_type)] * count
-            if int(desc.data_type) in (2, 3) and count <= MAX_VALUE_ELEMENTS:
-                fmt = "<%d%s" % (count, "i" if int(desc.data_type) == 2 else "q")
-                values[name] = tuple(int(v) for v in struct.unpack_from(fmt, data, position))
-            position += size
+            dims = tuple(int(d) for d in desc.dims)
+            count = math.prod(dims)
+            code = int(desc.data_type)
+            value = None
+            if code in (2, 3) and count <= MAX_VALUE_ELEMENTS:
+                fmt = "<%d%s" % (count, "i" if code == 2 else "q")
+                value = tuple(int(v) for v in struct.unpack_from(fmt, data, position))
+            tensors[name] = PersistableVar(dims, _VAR_DTYPES.get(code, f"code{code}"), value)
+            position += item_sizes[code] * count
     except (struct.error, KeyError) as exc:
         raise ValueError(f"{params_file} does not match its program ({exc})") from None
     if position != len(data):
         raise ValueError(f"{params_file}: {len(data) - position} bytes left after {len(names)} tensors")
-    return values
+    return tensors
 
 
 def read_kernel_program(model_file: Path, params_file: Path | None = None) -> KernelProgram:
@@ -181,8 +188,9 @@ def read_kernel_program(model_file: Path, params_file: Path | None = None) -> Ke
 
     Args:
         model_file: The optimized program.
-        params_file: Its ``params`` file; when given, the values of small integer weights (folded shape
-            constants) are read too (:attr:`PersistableVar.value`).
+        params_file: Its ``params`` file. When given (always, for shapes that matter), the weights' shapes
+            come from the stored tensors, which are reliable where the declared ones are not (fused
+            convolutions), and small integer weights (folded shape constants) get their values.
 
     Raises:
         ValueError: The file is not an optimized program devicefit can read (a sub-block index out of range,
@@ -205,8 +213,7 @@ def read_kernel_program(model_file: Path, params_file: Path | None = None) -> Ke
                 persistables[var.name] = PersistableVar(tuple(int(d) for d in tensor.dims), dtype)
     if params_file is not None:
         names = sorted(v.name for v in blocks[0].vars if v.persistable and v.type.type == 7)
-        for name, value in _small_int_values(Path(params_file), names, framework_pb2).items():
-            persistables[name] = dataclasses.replace(persistables[name], value=value)
+        persistables.update(_params_tensors(Path(params_file), names, framework_pb2))
     ops = tuple(_read_op(op, blocks) for op in blocks[0].ops)
     return KernelProgram(ops=ops, persistables=MappingProxyType(persistables))
 
