@@ -51,7 +51,7 @@ from devicefit.device_profiles._probes import (
     probe_sweep,
     write_sample_inputs,
 )
-from devicefit.device_profiles._profile import DeviceProfile, find_profiles, write_profile
+from devicefit.device_profiles._profile import DeviceProfile, next_version, write_profile
 from devicefit.device_profiles._shapes import ShapedProgram, Tensor, infer_shapes
 from devicefit.evaluators._kernels import read_kernel_program
 from devicefit.evaluators._latency import DeviceRunner, MeasureSettings
@@ -394,25 +394,10 @@ def calibrate(
         params = fit_predictor(samples, provenance)
     except FitError as exc:
         raise CalibrationError(f"the fit failed: {exc}") from None
-    new_version = version if version is not None else max(_next_version(profile.id), profile.version + 1)
+    new_version = version if version is not None else max(next_version(profile.id), profile.version + 1)
     new_profile = dataclasses.replace(profile, version=new_version, predictor=params)
     log(f"fitted {len(params.kernels)} kernel types; {new_profile.describe_predictor()}")
     return Calibration(new_profile, samples, tuple(f"{k}: {v}" for k, v in failures.items()), error)
-
-
-def _next_version(device_id: str, *extra_dirs: Path) -> int:
-    versions = [e.profile.version for e in find_profiles(all_versions=True) if e.profile.id == device_id]
-    for directory in extra_dirs:
-        for path in Path(directory).glob(f"{device_id}.v*.yaml"):
-            suffix = path.stem[len(device_id) + 2 :]
-            if suffix.isdigit():
-                versions.append(int(suffix))
-    return max(versions, default=0) + 1
-
-
-def next_version_in(device_id: str, out_dir: Path) -> int:
-    """The next version of ``device_id`` counting the known profiles and the files in ``out_dir``."""
-    return _next_version(device_id, out_dir)
 
 
 def write_calibration(calibration: Calibration, out_dir: Path) -> tuple[Path, Path]:

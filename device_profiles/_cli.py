@@ -43,7 +43,12 @@ def _error(profile: DeviceProfile) -> str:
     if profile.predictor is None or profile.predictor.provenance.error is None:
         return "not measured"
     error = profile.predictor.provenance.error
-    where = "cross-validated" if "cross-validation" in error.what else error.what
+    if "cross-validation" in error.what:
+        where = "cross-validated"
+    elif "held-out" in error.what:
+        where = "held-out"
+    else:
+        where = error.what if len(error.what) <= 30 else error.what[:29] + "..."
     return f"MAPE {error.mape_percent:.1f}%, {100 * error.within10:.0f}% within +-10% ({where}, {error.models} models)"
 
 

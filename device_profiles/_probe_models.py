@@ -66,6 +66,10 @@ class ProbeModel(paddle.nn.Layer):  # type: ignore[misc,name-defined]
             return paddle.tanh(x)
         if kind == "add":
             return x + y
+        if kind == "mul":
+            return x * y
+        if kind == "mean":
+            return x.mean(axis=1)
         if kind == "scale":
             return x * 0.25
         if kind == "transpose":

@@ -27,12 +27,12 @@ from devicefit.spaces._export import Artifact, export_inference_model
 from devicefit.spaces._paddle import import_paddle
 
 ProbeKind = Literal[
-    "linear", "linear_relu", "matmul_qk", "matmul_av", "softmax", "layer_norm", "gelu", "relu", "tanh", "add", "scale",
-    "transpose", "conv", "lookup", "slice", "concat",
+    "linear", "linear_relu", "matmul_qk", "matmul_av", "softmax", "layer_norm", "gelu", "relu", "tanh", "add", "mul",
+    "scale", "mean", "transpose", "conv", "lookup", "slice", "concat",
 ]
 PROBE_KINDS: tuple[ProbeKind, ...] = (
-    "linear", "linear_relu", "matmul_qk", "matmul_av", "softmax", "layer_norm", "gelu", "relu", "tanh", "add", "scale",
-    "transpose", "conv", "lookup", "slice", "concat",
+    "linear", "linear_relu", "matmul_qk", "matmul_av", "softmax", "layer_norm", "gelu", "relu", "tanh", "add", "mul",
+    "scale", "mean", "transpose", "conv", "lookup", "slice", "concat",
 )
 
 
@@ -128,9 +128,9 @@ def probe_input_shapes(spec: ProbeSpec) -> list[tuple[tuple[int, ...], str]]:
         return [((1, dim("h"), dim("s"), dim("s")), "float32"), ((1, dim("h"), dim("s"), dim("d")), "float32")]
     if kind == "softmax":
         return [((1, dim("h"), dim("s"), dim("s")), "float32")]
-    if kind in ("layer_norm", "gelu", "relu", "tanh", "scale", "slice", "concat"):
+    if kind in ("layer_norm", "gelu", "relu", "tanh", "scale", "mean", "slice", "concat"):
         return [((1, dim("s"), dim("d")), "float32")]
-    if kind == "add":
+    if kind in ("add", "mul"):
         return [((1, dim("s"), dim("d")), "float32")] * 2
     if kind == "transpose":
         return [((1, dim("s"), dim("h") * dim("d")), "float32")]

@@ -199,9 +199,17 @@ def list_profiles() -> list[DeviceProfile]:
     return [entry.profile for entry in find_profiles()]
 
 
-def next_version(device_id: str) -> int:
-    """One more than the highest version of ``device_id`` in the shipped and the user's folders (1 if none)."""
+def next_version(device_id: str, *folders: Path) -> int:
+    """One more than the highest version of ``device_id`` known (1 if none).
+
+    Known: the shipped folder, the user's folder, and the ``<id>.v<N>.yaml`` files of ``folders``.
+    """
     versions = [e.profile.version for e in find_profiles(all_versions=True) if e.profile.id == device_id]
+    for folder in folders:
+        for path in Path(folder).glob(f"{device_id}.v*.yaml"):
+            match = _VERSIONED_NAME.match(path.stem)
+            if match and match.group("id") == device_id:
+                versions.append(int(match.group("version")))
     return max(versions, default=0) + 1
 
 

@@ -19,13 +19,13 @@ from devicefit.device_profiles import (
     find_profiles,
     load_profile,
     load_profile_file,
+    next_version,
     user_profiles_dir,
 )
 from devicefit.device_profiles._calibrate import (
     CalibrationPlan,
     TimingProtocol,
     calibrate,
-    next_version_in,
     write_calibration,
 )
 from devicefit.device_profiles._features import kernel_features
@@ -103,7 +103,7 @@ def test_calibrating_a_stand_in_adb_phone_recovers_its_costs(tmp_path, lite) -> 
     assert measurements["unit"] == "ms" and len(measurements["models"]) == len(calibration.samples)
     with pytest.raises(FileExistsError):
         write_calibration(calibration, tmp_path / "profiles")
-    assert next_version_in("fake-phone", tmp_path / "profiles") == 3
+    assert next_version("fake-phone", tmp_path / "profiles") == 3
 
 
 def test_calibrating_this_host_writes_a_new_version_that_loading_by_id_picks(tmp_path, lite) -> None:
@@ -111,7 +111,7 @@ def test_calibrating_this_host_writes_a_new_version_that_loading_by_id_picks(tmp
     protocol = TimingProtocol(visits=2, visit_budget_ms=2.0, clock="thread_cpu")
     plan = dataclasses.replace(TINY_PLAN, probe_kinds=("linear", "softmax", "add"))
     calibration = calibrate(shipped, runner=HostRunner(lite), worker=lite, work_dir=tmp_path / "work", plan=plan,
-                            protocol=protocol, version=next_version_in("host-x86", user_profiles_dir()))
+                            protocol=protocol, version=next_version("host-x86", user_profiles_dir()))
     assert calibration.profile.version == shipped.version + 1
     assert all(s.latency_ms > 0 for s in calibration.samples) and not calibration.failures
     path, _ = write_calibration(calibration, user_profiles_dir())
