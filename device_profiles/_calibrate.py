@@ -36,7 +36,7 @@ from devicefit.device_profiles._fit import (
     fit_predictor,
     predict_sample_ms,
 )
-from devicefit.device_profiles._predictor import PredictorError, PredictorParams, Provenance
+from devicefit.device_profiles._predictor import PredictorError, Provenance
 from devicefit.device_profiles._probes import (
     PROBE_KINDS,
     EncoderSpec,
@@ -144,11 +144,15 @@ class TimingProtocol:
 
 
 def protocol_for(profile: DeviceProfile) -> TimingProtocol:
-    """The timing protocol for a device: CPU time of the running thread on this host with one thread
-    (other processes' time on the shared cores is left out), wall time elsewhere."""
-    if profile.reach.kind == "local" and profile.threads == 1:
-        return TimingProtocol(clock="thread_cpu")
-    return TimingProtocol()
+    """The timing protocol for a device.
+
+    This host with one thread: CPU time of the running thread (other processes' time on the shared cores
+    is left out) and 15 visits, because the host is shared. A phone or a board: wall time, and 3 visits,
+    because it is leased to one measurement at a time and every visit costs a round trip to it.
+    """
+    if profile.reach.kind == "local":
+        return TimingProtocol(clock="thread_cpu") if profile.threads == 1 else TimingProtocol()
+    return TimingProtocol(visits=3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -432,18 +436,3 @@ def write_calibration(calibration: Calibration, out_dir: Path) -> tuple[Path, Pa
     data_path = path.with_name(f"{profile.id}.v{profile.version}.measurements.json")
     data_path.write_text(json.dumps(measurements, indent=1) + "\n", encoding="utf-8")
     return path, data_path
-
-
-def predictor_summary(params: PredictorParams) -> list[str]:
-    """Lines describing a predictor's coefficients (for ``devices show``)."""
-    lines = [f"overhead {params.overhead_us:.2f} us per inference"]
-    for key, cost in sorted(params.kernels.items()):
-        coefficients = ", ".join(
-            f"{name} {value:.4g}" for name, value in dataclasses.asdict(cost).items()
-            if name.endswith("_us") and value
-        )
-        factors = f", {len(cost.shape_factors)} shape factors" if cost.shape_factors else ""
-        lines.append(f"{key}: {coefficients or 'free'} (measured in {cost.models} models{factors})")
-    if params.subgraph is not None:
-        lines.append(f"NNAdapter subgraph: {params.subgraph.call_us:.1f} us per run + {params.subgraph.kib_us:.3f} us/KiB")
-    return lines

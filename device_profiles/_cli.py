@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from devicefit.device_profiles._predictor import PredictorParams
 from devicefit.device_profiles._profile import DeviceProfile, ProfileFile, find_profiles, user_profiles_dir
 
 Print = Callable[[str], None]
@@ -95,8 +96,6 @@ def list_devices(out: Print, *, all_versions: bool = False) -> int:
 
 def device_details(entry: ProfileFile) -> list[str]:
     """Lines of ``devicefit devices show <id>``."""
-    from devicefit.device_profiles._calibrate import predictor_summary
-
     p = entry.profile
     lines = [
         f"{p.id} v{p.version}: {p.name}",
@@ -206,3 +205,19 @@ def runner_for(profile: DeviceProfile, worker: object) -> object:
         f"{profile.id} is reached by '{profile.reach.kind}': this version of devicefit has no "
         f"{profile.reach.kind} runner to time models on it yet, so it cannot be calibrated from here"
     )
+
+
+def predictor_summary(params: PredictorParams) -> list[str]:
+    """Lines describing a predictor's coefficients (for ``devices show``)."""
+    lines = [f"overhead {params.overhead_us:.2f} us per inference"]
+    for key, cost in sorted(params.kernels.items()):
+        coefficients = ", ".join(
+            f"{name} {value:.4g}" for name, value in dataclasses.asdict(cost).items()
+            if name.endswith("_us") and value
+        )
+        factors = f", {len(cost.shape_factors)} shape factors" if cost.shape_factors else ""
+        seen = f"measured in {cost.models} models" if cost.models else "not measured on this device"
+        lines.append(f"{key}: {coefficients or 'free'} ({seen}{factors})")
+    if params.subgraph is not None:
+        lines.append(f"NNAdapter subgraph: {params.subgraph.call_us:.1f} us per run + {params.subgraph.kib_us:.3f} us/KiB")
+    return lines

@@ -111,7 +111,7 @@ def _bytes(kernel: ShapedKernel) -> tuple[int, int, int]:
 def _gemm(kernel: ShapedKernel) -> tuple[float, float]:
     """(slices, flops) of GEMM-like kernels."""
     if kernel.type == "fc":
-        m, k, n = fc_dims(_as_op(kernel), kernel.input("Input").shape, kernel.input("W").shape)
+        m, k, n = fc_dims(kernel.attrs, kernel.input("Input").shape, kernel.input("W").shape)
         return 1.0, 2.0 * m * k * n
     out = kernel.output("Out").shape
     x = kernel.input("X").shape
@@ -122,12 +122,6 @@ def _gemm(kernel: ShapedKernel) -> tuple[float, float]:
     k = x[-2] if trans and len(x) > 1 else x[-1]
     batch = math.prod(out[:-2]) if len(out) > 2 else 1
     return float(batch), 2.0 * math.prod(out) * k
-
-
-def _as_op(kernel: ShapedKernel):  # type: ignore[no-untyped-def]
-    from devicefit.evaluators._kernels import KernelOp
-
-    return KernelOp(kernel.type, "", {}, {}, kernel.attrs)
 
 
 def _conv(kernel: ShapedKernel) -> tuple[float, float]:
@@ -193,7 +187,7 @@ def shape_signature(kernel: ShapedKernel) -> tuple[float, ...] | None:
     """
     op = kernel.type
     if op == "fc":
-        m, k, n = fc_dims(_as_op(kernel), kernel.input("Input").shape, kernel.input("W").shape)
+        m, k, n = fc_dims(kernel.attrs, kernel.input("Input").shape, kernel.input("W").shape)
         return _log2(m, k, n)
     if op in ("matmul", "matmul_v2"):
         out, x = kernel.output("Out").shape, kernel.input("X").shape

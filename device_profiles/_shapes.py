@@ -476,27 +476,33 @@ def _mul(op: KernelOp, ins: Ins) -> Outs:
     return {"Out": [Tensor((*x.shape[:xc], *y.shape[yc:]), x.dtype)]}
 
 
-def fc_dims(op: KernelOp, x: tuple[int, ...], w: tuple[int, ...]) -> tuple[int, int, int]:
-    """``(M, K, N)`` of an ``fc`` kernel: Paddle Lite flattens the input at ``in_num_col_dims``.
+def fc_columns(attrs: Mapping[str, Any], rank: int) -> int:
+    """Where an ``fc`` flattens its input: ``in_num_col_dims``, except for an ``fc`` fused from
+    ``matmul``/``matmul_v2`` (attribute ``op_type``), which Paddle Lite's kernels flatten at the last axis."""
+    if attrs.get("op_type") in ("matmul", "matmul_v2"):
+        return rank - 1
+    return int(attrs.get("in_num_col_dims") or 1)
 
-    An ``fc`` fused from ``matmul``/``matmul_v2`` (attribute ``op_type``) flattens at the last axis,
-    whatever ``in_num_col_dims`` says (Paddle Lite's fc kernels recompute it at run time).
+
+def fc_dims(attrs: Mapping[str, Any], x: tuple[int, ...], w: tuple[int, ...]) -> tuple[int, int, int]:
+    """``(M, K, N)`` of an ``fc`` kernel with attributes ``attrs``, input shape ``x`` and weight shape ``w``.
+
+    Raises:
+        ShapeInferenceError: The weight is not 2-D or does not match the flattened input.
     """
-    cols = int(_attr(op, "in_num_col_dims", 1))
-    if _attr(op, "op_type", "") in ("matmul", "matmul_v2"):
-        cols = len(x) - 1
-    if len(w) != 2 or not 0 < cols < len(x) + 1:
-        raise ShapeInferenceError(f"{op.type}: weight {_fmt(w)} / input {_fmt(x)} is not an fc")
+    cols = fc_columns(attrs, len(x))
+    if len(w) != 2 or not 0 < cols <= len(x):
+        raise ShapeInferenceError(f"fc: weight {_fmt(w)} / input {_fmt(x)} is not an fc")
     m, k = math.prod(x[:cols]), math.prod(x[cols:])
     if k != w[0]:
-        raise ShapeInferenceError(f"{op.type}: input {_fmt(x)} flattened at {cols} has K={k}, the weight {_fmt(w)}")
+        raise ShapeInferenceError(f"fc: input {_fmt(x)} flattened at {cols} has K={k}, the weight is {_fmt(w)}")
     return m, k, w[1]
 
 
 def _fc(op: KernelOp, ins: Ins) -> Outs:
     x, w = _one(op, ins, "Input"), _one(op, ins, "W")
-    m, k, n = fc_dims(op, x.shape, w.shape)
-    cols = len(x.shape) - 1 if _attr(op, "op_type", "") in ("matmul", "matmul_v2") else int(_attr(op, "in_num_col_dims", 1))
+    m, k, n = fc_dims(op.attrs, x.shape, w.shape)
+    cols = fc_columns(op.attrs, len(x.shape))
     bias = _optional(ins, "Bias")
     if bias is not None and bias.numel != n:
         raise ShapeInferenceError(f"{op.type}: bias of {bias.numel} elements for N={n}")
@@ -763,9 +769,11 @@ def infer_shapes(program: KernelProgram, inputs: Sequence[Tensor]) -> ShapedProg
     for op in program.ops:
         if op.type == "subgraph":
             index = len(subgraphs)
-            data_in = list(_attr(op, "input_data_names", ()))
-            in_bytes = sum(_lookup_inputs(op, env, program)["Inputs"][op.inputs["Inputs"].index(n)].nbytes
-                           for n in data_in if n in op.inputs.get("Inputs", ()))
+            handed_in = dict(zip(op.inputs.get("Inputs", ()), _lookup_inputs(op, env, program).get("Inputs", ())))
+            missing_in = [n for n in _attr(op, "input_data_names", ()) if n not in handed_in]
+            if missing_in:
+                raise ShapeInferenceError(f"subgraph {index} names inputs {missing_in} it does not take")
+            in_bytes = sum(handed_in[n].nbytes for n in _attr(op, "input_data_names", ()))
             for inner in op.sub_ops:
                 record(inner, ACCELERATOR, "any", index)
             missing = [n for n in _attr(op, "output_data_names", ()) if n not in env]
