@@ -125,7 +125,9 @@ RECIPES = [
                   unit="npu", places="huawei_kirin_npu,arm", threads=1, precisions=("fp32",),
                   memory_limit_bytes=8 * GiB,
                   notes="HUAWEI Mate30 5G / P40 Pro class; ops the NPU lacks run on the ARM CPU (Kirin 990 CPU "
-                  "figures). Reached by 'none': nobody could measure it here."),
+                  "figures). One public NPU figure only: the cost of handing a subgraph to the NPU could not be "
+                  "fitted and is 0, so small models are predicted optimistically fast. Reached by 'none': "
+                  "nobody could measure it here."),
            {"fp32": FigureQuery("Kirin 990", "arm", "fp32")},
            accelerator={"fp32": FigureQuery("Kirin 990 5G", "huawei_kirin_npu", "fp32")},
            accelerator_unit="accelerator"),
@@ -134,7 +136,9 @@ RECIPES = [
                   memory_limit_bytes=None,
                   notes="The one Qualcomm QNN device with public Paddle Lite figures (an automotive SoC); fp32 "
                   "models run in fp16 (QUALCOMM_QNN_ENABLE_FP16=true). CPU fallback ops use the Snapdragon 865 "
-                  "CPU figures: no SA8295P CPU figure is public. Reached by 'none'."),
+                  "CPU figures: no SA8295P CPU figure is public. One figure per precision: the subgraph hand-off "
+                  "cost could not be fitted and is 0, so small models are predicted optimistically fast. "
+                  "Reached by 'none'."),
            _cpu("Snapdragon 865", precisions=("fp32", "int8")),
            accelerator={"fp32": FigureQuery("SA8295P", "qualcomm_qnn", "fp16"),
                         "int8": FigureQuery("SA8295P", "qualcomm_qnn", "int8")}, accelerator_unit="accelerator"),
@@ -142,14 +146,17 @@ RECIPES = [
                   places="mediatek_apu,arm", threads=1, precisions=("fp32", "int8"), memory_limit_bytes=2 * GiB,
                   notes="The APU runs quantized (int8) ops only: search int8 for it; fp32 ops would run on the "
                   "4x Cortex-A53 CPU, which this seed prices from the MT8168 CPU int8 figures (no fp32 CPU "
-                  "figure is public). Reached by 'none'."),
+                  "figure is public). The per-subgraph cost is fitted on two single-subgraph CNN figures and "
+                  "also holds per-inference overhead: with many subgraphs it dominates. Reached by 'none'."),
            {"fp32": FigureQuery("MT8168", "arm", "int8"), "int8": FigureQuery("MT8168", "arm", "int8")},
            accelerator={"int8": FigureQuery("MT8168", "mediatek_apu", "int8")}, accelerator_unit="accelerator"),
     Recipe(_phone("sd865-nnapi", "Snapdragon 865 through Android NNAPI (android_nnapi)", "Snapdragon 865",
                   unit="npu", places="android_nnapi,arm", threads=1, precisions=("fp32", "int8"),
                   memory_limit_bytes=8 * GiB,
                   notes="Android NNAPI picks the unit (DSP/GPU) itself; NNAPI has no gelu, layer_norm or matmul, "
-                  "so Transformers split into many subgraphs with CPU ops between them. Reached by 'none'."),
+                  "so Transformers split into many subgraphs with CPU ops between them. The per-subgraph cost is "
+                  "fitted on two single-subgraph CNN figures, so it also holds NNAPI's per-inference overhead: "
+                  "with dozens of subgraphs it dominates, and may overstate. Reached by 'none'."),
            _cpu("Snapdragon 865", precisions=("fp32", "int8")),
            accelerator={"fp32": FigureQuery("Snapdragon 865", "android_nnapi", "fp32"),
                         "int8": FigureQuery("Snapdragon 865", "android_nnapi", "int8")}, accelerator_unit="accelerator"),
