@@ -86,6 +86,7 @@ def fit(
     example: str | None = None,
     input_spec: Sequence[Any] | None = None,
     devices: Sequence[Any] = DEFAULT_DEVICES,
+    predict: Sequence[str] = (),
     trials: int = 12,
     out: str | Path = "runs/fit",
     seed: int = 0,
@@ -108,6 +109,8 @@ def fit(
         example: A shipped example's name, instead of ``model``.
         input_spec: The Layer's ``paddle.static.InputSpec`` list (only with a Layer).
         devices: Device ids, profile ``.yaml`` paths or DeviceProfile objects.
+        predict: Ids of devices whose latency the profile's predictor gives instead of a measurement (devices
+            reached by ``none`` are always predicted); every figure of theirs says ``predicted``.
         trials: Trials the study should have.
         out: Output folder (an earlier run there is resumed).
         seed: Seed of the sampler and the fine-tunes.
@@ -143,7 +146,7 @@ def fit(
         settings = FitSettings(
             out=out_path, devices=profiles, trials=trials, seed=seed, study_name=study, storage=storage,
             sampler=sampler, budget=budget or Budget(), time_seconds=time_seconds, latency_objective=latency_objective,
-            distillation=DistillationSettings(epochs=epochs, seed=seed),
+            distillation=DistillationSettings(epochs=epochs, seed=seed), predict=tuple(predict),
         )
     except ValueError as exc:
         raise BadInput(str(exc)) from None
@@ -155,8 +158,12 @@ def fit(
                     "seed": seed, "sampler": sampler, "epochs": epochs,
                     "max_latency": [f"{device}={ms}ms" for device, ms in limits.latency_ms.items()] or None,
                     "max_size": limits.size_bytes, "max_accuracy_drop": limits.max_accuracy_drop,
-                    "latency_objective": latency_objective, "out": str(out_path.resolve())}
-    with Fit(task, settings, progress=Progress(trials, quiet=quiet), latency=latency, run_spec=run_spec) as run:
+                    "latency_objective": latency_objective, "predict": list(predict), "out": str(out_path.resolve())}
+    try:
+        run = Fit(task, settings, progress=Progress(trials, quiet=quiet), latency=latency, run_spec=run_spec)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    with run:
         return run.run(export=export)
 
 
@@ -217,7 +224,7 @@ def trials_dataframe(run: str | Path, *, study: str | None = None) -> Any:
     """All results of a run as a pandas DataFrame: one row per trial, a column per metric.
 
     The unit is in each metric's column name (``accuracy_fraction``, ``latency_ms:<device>``, ``size_bytes``
-    ...), and ``latency_source:<device>`` (``measured`` / ``predicted``, calibrated or not) stands beside
+    ...), and ``latency_source:<device>`` (``measured``, ``predicted (calibrated)`` or ``predicted (uncalibrated)``) stands beside
     each latency; ``on_front`` marks the run's Pareto members. See
     :func:`devicefit.search._results.trial_rows` for every column.
 
