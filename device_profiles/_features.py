@@ -41,12 +41,15 @@ _FLOPS_PER_ELEMENT = {
     "softmax": 5, "log_softmax": 6, "layer_norm": 8, "gelu": 20, "tanh": 10, "sigmoid": 10, "swish": 12,
     "hard_swish": 5, "erf": 15, "exp": 10, "scale": 2, "relu": 1, "relu6": 2, "clip": 2, "leaky_relu": 2,
     "hard_sigmoid": 3, "batch_norm": 2,
+    # a precision conversion between int8 and float kernels: a multiply by the scale and a rounding per element
+    "calib": 2, "calib_once": 2,
 }
 #: Kernels that only move or reinterpret data: features are bytes and calls, no arithmetic.
 _DATA_MOVEMENT = frozenset({
     "feed", "fetch", "reshape", "reshape2", "flatten_contiguous_range", "squeeze", "squeeze2", "unsqueeze",
-    "unsqueeze2", "transpose", "transpose2", "shape", "slice", "fill_constant", "expand_v2", "concat", "stack",
-    "io_copy", "io_copy_once", "layout", "layout_once", "calib", "calib_once", "cast", "assign", "gather",
+    "unsqueeze2", "transpose", "transpose2", "shape", "slice", "fill_constant", "fill_any_like", "range",
+    "expand_v2", "concat", "stack",
+    "io_copy", "io_copy_once", "layout", "layout_once", "cast", "assign", "gather",
     "dropout",
 })
 

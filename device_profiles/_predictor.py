@@ -16,7 +16,10 @@ interpolated from the factors measured at the probe shapes of the same key (:cla
 with ``key(k) = <target>/<op type>/<precision>`` and the features of
 :mod:`devicefit.device_profiles._features`. Every coefficient is plain data in the profile's YAML,
 with where it came from (:class:`Provenance`). A kernel whose key has no coefficients is an error
-(:class:`UncoveredKernelError`), never a free kernel.
+(:class:`UncoveredKernelError`), never a free kernel, with one documented exception: the small data-movement
+ops of :data:`STAND_IN_OPS` (a ``zeros_like``, an ``arange``, an ``unsqueeze``) are priced, on the same target,
+by the coefficients of an op that does the same kind of work, and the prediction lists every such stand-in
+(:attr:`Prediction.stand_ins`).
 
 Prediction is pure Python over the kernel list: no Paddle, no Paddle Lite, well under a millisecond for
 a Transformer of a few hundred kernels.
@@ -40,6 +43,25 @@ _KEY = re.compile(r"^[a-z0-9_]+/[a-z0-9_]+(\.[a-z0-9_]+)?/[a-z0-9_]+$")
 
 class UncoveredKernelError(LookupError):
     """A model has kernels for which the profile's predictor has no coefficients (the message lists them)."""
+
+
+#: Small data-movement ops that a profile may lack coefficients for (neither the calibration sweep nor the
+#: seeding produces them) -> ops of the same kind of work whose coefficients price them, in order of preference:
+#: writing a small constant or index tensor (``fill_any_like`` of ``zeros_like``, ``range`` of ``arange``), only
+#: reinterpreting a shape (``unsqueeze``, ``squeeze``, ``flatten``), or one pass over a tensor with a multiply
+#: per element (``calib``, the conversion between float and int8 kernels, priced as a ``scale``). Only the
+#: target of the kernel is searched (a host kernel is never priced by an accelerator's, nor the reverse).
+STAND_IN_OPS: Mapping[str, tuple[str, ...]] = {
+    "calib": ("scale",),
+    "calib_once": ("scale",),
+    "fill_any_like": ("fill_constant", "expand_v2"),
+    "range": ("fill_constant",),
+    "unsqueeze": ("reshape2", "reshape"),
+    "unsqueeze2": ("reshape2", "reshape"),
+    "squeeze": ("reshape2", "reshape"),
+    "squeeze2": ("reshape2", "reshape"),
+    "flatten_contiguous_range": ("reshape2", "reshape"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,13 +256,33 @@ class PredictorParams:
         """The keys among ``keys`` that have no coefficients."""
         return {key for key in keys if key not in self.kernels}
 
-    def kernel_cost_us(self, features: KernelFeatures, signature: Sequence[float] | None) -> float:
-        """Predicted microseconds of one kernel (its key must be covered).
+    def stand_in(self, key: str) -> str | None:
+        """The key whose coefficients price ``key`` when it has none of its own (see :data:`STAND_IN_OPS`).
+
+        The same target and precision first, then the same target at another precision (``any`` and ``fp32``
+        first). None when ``key`` has coefficients, is not a stand-in op, or no stand-in is in the table.
+        """
+        if key in self.kernels:
+            return None
+        target, op, precision = key.split("/")
+        for other in STAND_IN_OPS.get(op, ()):
+            same_target = sorted(
+                (k for k in self.kernels if k.startswith(f"{target}/{other}/")),
+                key=lambda k: (k.rsplit("/", 1)[1] != precision, k.rsplit("/", 1)[1] not in ("any", "fp32"), k),
+            )
+            if same_target:
+                return same_target[0]
+        return None
+
+    def kernel_cost_us(
+        self, features: KernelFeatures, signature: Sequence[float] | None, *, priced_as: str | None = None
+    ) -> float:
+        """Predicted microseconds of one kernel (its key must be covered, or ``priced_as`` name a covered key).
 
         Raises:
-            KeyError: ``features.key`` has no coefficients.
+            KeyError: The key has no coefficients.
         """
-        cost = self.kernels[features.key]
+        cost = self.kernels[priced_as or features.key]
         return cost.cost_us(features) * self.shape_factor_rule.factor(cost.shape_factors, signature)
 
 
@@ -254,6 +296,8 @@ class Prediction:
         kernels_ms: Per cost key, the predicted milliseconds of its kernels.
         subgraphs_ms: The NNAdapter hand-off part (0 without subgraphs).
         accelerator_ms: The part of ``kernels_ms`` spent inside NNAdapter subgraphs.
+        stand_ins: Cost key without coefficients -> the key whose coefficients priced it (:data:`STAND_IN_OPS`);
+            empty when every kernel had its own.
     """
 
     latency_ms: float
@@ -261,6 +305,11 @@ class Prediction:
     kernels_ms: Mapping[str, float]
     subgraphs_ms: float = 0.0
     accelerator_ms: float = 0.0
+    stand_ins: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def describe_stand_ins(self) -> str:
+        """``host/range/fp32 priced as host/fill_constant/any, ...``, or ``""``."""
+        return ", ".join(f"{key} priced as {source}" for key, source in sorted(self.stand_ins.items()))
 
 
 def predict_latency(program: ShapedProgram, params: PredictorParams, *, device_id: str = "device") -> Prediction:
@@ -272,18 +321,27 @@ def predict_latency(program: ShapedProgram, params: PredictorParams, *, device_i
         device_id: Named in errors.
 
     Raises:
-        UncoveredKernelError: Some kernels have no coefficients in ``params`` (all such keys are listed).
+        UncoveredKernelError: Some kernels have no coefficients in ``params``, nor a stand-in of
+            :data:`STAND_IN_OPS` (all such keys are listed).
     """
     kernels = [(kernel_features(k), shape_signature(k)) for k in program.kernels]
-    missing = params.covers({features.key for features, _ in kernels})
+    stand_ins: dict[str, str] = {}
+    missing = []
+    for key in sorted(params.covers({features.key for features, _ in kernels})):
+        source = params.stand_in(key)
+        if source is None:
+            missing.append(key)
+        else:
+            stand_ins[key] = source
     if missing:
         raise UncoveredKernelError(
-            f"the predictor of {device_id} has no coefficients for {', '.join(sorted(missing))}; "
+            f"the predictor of {device_id} has no coefficients for {', '.join(missing)}; "
             "calibrate the device (devicefit calibrate) or measure instead of predicting"
         )
     kernels_ms: dict[str, float] = {}
     for features, signature in kernels:
-        kernels_ms[features.key] = kernels_ms.get(features.key, 0.0) + params.kernel_cost_us(features, signature) / 1000
+        cost_us = params.kernel_cost_us(features, signature, priced_as=stand_ins.get(features.key))
+        kernels_ms[features.key] = kernels_ms.get(features.key, 0.0) + cost_us / 1000
     accelerator_ms = sum(ms for key, ms in kernels_ms.items() if key.startswith("nnadapter/"))
     subgraphs_ms = 0.0
     if program.subgraphs:
@@ -296,4 +354,4 @@ def predict_latency(program: ShapedProgram, params: PredictorParams, *, device_i
         subgraphs_ms = (params.subgraph.call_us * len(program.subgraphs) + params.subgraph.kib_us * crossing_kib) / 1000
     overhead_ms = params.overhead_us / 1000.0
     total = overhead_ms + sum(kernels_ms.values()) + subgraphs_ms
-    return Prediction(total, overhead_ms, kernels_ms, subgraphs_ms, accelerator_ms)
+    return Prediction(total, overhead_ms, kernels_ms, subgraphs_ms, accelerator_ms, stand_ins)

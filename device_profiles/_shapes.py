@@ -367,6 +367,28 @@ def _fill_constant(op: KernelOp, ins: Ins) -> Outs:
     return {"Out": [Tensor(shape, dtype, value)]}
 
 
+def _fill_any_like(op: KernelOp, ins: Ins) -> Outs:
+    """``zeros_like``/``ones_like``/``full_like``: X's shape, the ``dtype`` attribute's type (-1: X's)."""
+    x = _one(op, ins, "X")
+    code = int(_attr(op, "dtype", -1))
+    dtype = x.dtype if code < 0 else VAR_DTYPES.get(code, x.dtype)
+    value = None
+    if dtype.startswith("int") and x.numel <= MAX_TRACKED_VALUES:
+        value = (int(float(_attr(op, "value", 0.0))),) * x.numel
+    return {"Out": [Tensor(x.shape, dtype, value)]}
+
+
+def _range(op: KernelOp, ins: Ins) -> Outs:
+    """``arange``: ``ceil((end - start) / step)`` values; the bounds must be known before running."""
+    start, end, step = (_values_of(op, [_one(op, ins, arg)], arg)[0] for arg in ("Start", "End", "Step"))
+    if step == 0:
+        raise ShapeInferenceError(f"{op.type}: step 0")
+    length = max(0, math.ceil((end - start) / step))
+    dtype = _one(op, ins, "Start").dtype
+    value = tuple(range(start, end, step)) if length <= MAX_TRACKED_VALUES else None
+    return {"Out": [Tensor((length,), dtype, value)]}
+
+
 def _expand(op: KernelOp, ins: Ins) -> Outs:
     x = _one(op, ins, "X")
     if ins.get("expand_shapes_tensor"):
@@ -667,6 +689,8 @@ RULES: dict[str, Rule] = {
     "shape": _shape,
     "slice": _slice,
     "fill_constant": _fill_constant,
+    "fill_any_like": _fill_any_like,
+    "range": _range,
     "expand_v2": _expand,
     "concat": _concat,
     "stack": _stack,

@@ -58,12 +58,20 @@ def predict_program(model_file: Path, params_file: Path, inputs: Sequence[Tensor
     return predict_latency(program, profile.predictor, device_id=profile.id)
 
 
+def describe_prediction(profile: DeviceProfile, prediction: Prediction) -> str:
+    """``LatencyResult.predictor``: the profile's predictor line, and the kernels priced by a stand-in, if any."""
+    line = profile.describe_predictor()
+    stand_ins = prediction.describe_stand_ins()
+    return f"{line}; {stand_ins}" if stand_ins else line
+
+
 class PredictedLatency(LatencyEvaluator):
     """Latency from the device profile's predictor (see :mod:`devicefit.device_profiles._predictor`).
 
     Contract (in addition to :class:`LatencyEvaluator`'s):
         - The figure is ``source="predicted"``, ``repeats=0``, with ``calibrated`` from the profile's provenance
-          and ``predictor`` naming the profile version and its measured error.
+          and ``predictor`` naming the profile version, its measured error, and the kernels it priced by a
+          stand-in (``_predictor.STAND_IN_OPS``).
         - ``kernels_ms`` (per cost key), ``overhead_ms`` and ``subgraphs_ms`` add up to ``latency_ms``.
         - The artifact is converted at its own precision (fp16 kernels, int8 program, weight-only bits), and the
           ``.nb`` is written too (``<artifact dir>/<device id>.nb``), for deployment and size; for NNAdapter
@@ -105,7 +113,7 @@ class PredictedLatency(LatencyEvaluator):
             nnadapter_ops=None if partition is None else dict(partition.accelerator_ops),
             cpu_fallback_ops=None if partition is None else dict(partition.cpu_ops),
             calibrated=profile.calibrated,
-            predictor=profile.describe_predictor(),
+            predictor=describe_prediction(profile, prediction),
             kernels_ms=dict(prediction.kernels_ms),
             overhead_ms=prediction.overhead_ms,
             subgraphs_ms=prediction.subgraphs_ms,

@@ -164,3 +164,67 @@ def test_shape_factor_rule_interpolates_and_returns_to_one_far_away() -> None:
     assert 1.0 < shrunk.factor(points, (3.0, 8.5, 8.0)) < 2.0
     assert shrunk.factor(points, (10.0, 1.0, 1.0)) == pytest.approx(1.0, abs=1e-6)
 
+
+def _bert_head_program() -> KernelProgram:
+    """What main's digits-bert and digits-vit put before the encoder: ``zeros_like`` (fill_any_like), ``arange``
+    over the sequence length (range, bounds from the input's shape) and an ``unsqueeze``."""
+    ops = (
+        op("feed", "feed/def/1/4/2", {"X": ["feed"]}, {"Out": ["ids"]}, col=0),
+        op("fill_any_like", "fill_any_like/def/1/4/1", {"X": ["ids"]}, {"Out": ["types"]}, dtype=-1, value=0.0),
+        op("shape", "shape/def/1/4/2", {"Input": ["ids"]}, {"Out": ["s"]}),
+        op("slice", "slice/def/1/4/1", {"Input": ["s"]}, {"Out": ["n"]}, axes=(0,), starts=(1,), ends=(2,),
+           decrease_axis=()),
+        op("range", "range/int64/1/1/2", {"Start": ["zero"], "End": ["n"], "Step": ["one"]}, {"Out": ["pos"]}),
+        op("unsqueeze2", "unsqueeze2/def/1/4/2", {"X": ["pos"]}, {"Out": ["pos2"], "XShape": ["xs"]}, axes=(0,)),
+        op("fetch", "fetch/def/1/4/2", {"X": ["pos2"]}, {"Out": ["fetch"]}, col=0),
+    )
+    weights = {"zero": PersistableVar((1,), "int64", (0,)), "one": PersistableVar((1,), "int64", (1,))}
+    return KernelProgram(ops, MappingProxyType(weights))
+
+
+def test_zeros_like_arange_and_unsqueeze_have_shapes() -> None:
+    program = infer_shapes(_bert_head_program(), [Tensor((1, 65), "int64")])
+    by_type = {k.type: k for k in program.kernels}
+    assert by_type["fill_any_like"].output("Out") == Tensor((1, 65), "int64")
+    assert by_type["range"].output("Out").shape == (65,) and by_type["unsqueeze2"].output("Out").shape == (1, 65)
+    short = infer_shapes(_bert_head_program(), [Tensor((1, 5), "int64")])
+    assert [k for k in short.kernels if k.type == "range"][0].output("Out").value == (0, 1, 2, 3, 4)
+
+
+def test_small_data_movement_ops_are_priced_by_a_stand_in_of_their_target_and_say_so() -> None:
+    program = infer_shapes(_bert_head_program(), [Tensor((1, 65), "int64")])
+    kernels = {"host/feed/any": KernelCost(), "host/shape/any": KernelCost(call_us=1.0),
+               "host/slice/any": KernelCost(call_us=1.0), "host/fetch/any": KernelCost(),
+               "host/fill_constant/any": KernelCost(call_us=3.0, out_kib_us=1.0),
+               "host/reshape2/any": KernelCost(call_us=2.0), "arm/reshape2/fp32": KernelCost(call_us=50.0)}
+    prediction = predict_latency(program, PredictorParams(provenance=PROVENANCE, kernels=kernels))
+    assert prediction.stand_ins == {"host/fill_any_like/any": "host/fill_constant/any",
+                                    "host/range/fp32": "host/fill_constant/any",
+                                    "host/unsqueeze2/any": "host/reshape2/any"}  # never arm's reshape2
+    assert prediction.kernels_ms["host/fill_any_like/any"] == pytest.approx((3.0 + 65 * 8 / 1024) / 1000)
+    assert prediction.kernels_ms["host/unsqueeze2/any"] == pytest.approx(2.0 / 1000)
+    assert "host/range/fp32 priced as host/fill_constant/any" in prediction.describe_stand_ins()
+    # without an op of the same kind on the same target, the kernel is uncovered: an error, never free
+    no_fill = {k: v for k, v in kernels.items() if k != "host/fill_constant/any"}
+    with pytest.raises(UncoveredKernelError, match="host/range/fp32"):
+        predict_latency(program, PredictorParams(provenance=PROVENANCE, kernels=no_fill))
+    # an op that has its own coefficients uses them
+    own = predict_latency(program, PredictorParams(
+        provenance=PROVENANCE, kernels={**kernels, "host/range/fp32": KernelCost(call_us=7.0)}))
+    assert "host/range/fp32" not in own.stand_ins and own.kernels_ms["host/range/fp32"] == pytest.approx(0.007)
+
+
+def test_int8_conversions_are_priced_as_a_scale_of_their_target() -> None:
+    ops = (
+        op("feed", "feed/def/1/4/2", {"X": ["feed"]}, {"Out": ["x"]}, col=0),
+        op("calib", "calib/fp32_to_int8/4/2/1", {"Input": ["x"]}, {"Out": ["q"]}, scale=0.1),
+        op("fetch", "fetch/def/1/4/2", {"X": ["q"]}, {"Out": ["fetch"]}, col=0),
+    )
+    program = infer_shapes(KernelProgram(ops, MappingProxyType({})), [Tensor((1, 16, 64))])
+    calib = kernel_features(program.kernels[1])
+    assert calib.key == "arm/calib/int8" and calib.mflop == pytest.approx(2 * 16 * 64 / 1e6)
+    kernels = {"host/feed/any": KernelCost(), "host/fetch/any": KernelCost(),
+               "arm/scale/fp32": KernelCost(call_us=1.0, mflop_us=500.0), "host/scale/any": KernelCost(call_us=99.0)}
+    prediction = predict_latency(program, PredictorParams(provenance=PROVENANCE, kernels=kernels))
+    assert prediction.stand_ins == {"arm/calib/int8": "arm/scale/fp32"}
+    assert prediction.kernels_ms["arm/calib/int8"] == pytest.approx((1.0 + 500.0 * 2 * 16 * 64 / 1e6) / 1000)

@@ -69,3 +69,22 @@ def test_inputs_must_be_a_batch_of_one(tmp_path) -> None:
     with pytest.raises(ValueError, match="batch of one"):
         input_tensors([tmp_path / "two.npy"])
 
+
+@pytest.mark.parametrize("example", ["digits-vit", "digits-bert"])
+def test_the_shipped_examples_are_predicted_on_a_seeded_phone(paddle, example, tmp_path) -> None:
+    from devicefit.examples import load_example
+    from devicefit.spaces import export_inference_model
+
+    task = load_example(example)
+    artifact = export_inference_model(task.teacher, task.input_spec, tmp_path / "model")
+    inputs = []
+    for index, array in enumerate(task.data.val.inputs):
+        inputs.append(tmp_path / f"input_{index}.npy")
+        np.save(inputs[-1], np.asarray(array[:1]))
+    phone = load_profile("sd865-cpu-4t")
+    with LiteWorker() as lite:
+        result = PredictedLatency(lite).latency(artifact, phone, inputs)
+    assert result.source_label == "predicted (uncalibrated)" and result.latency_ms > 0
+    assert any(key.startswith("arm/fc/") for key in result.kernels_ms)
+    # zeros_like (and arange for the BERT) have no coefficients of their own: priced by a stand-in, and said so
+    assert "host/fill_any_like/any priced as host/fill_constant/any" in result.predictor
