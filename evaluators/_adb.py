@@ -55,6 +55,7 @@ from devicefit.evaluators._runner import (
     NpyInput,
     StagedModel,
     power_mode_value,
+    require_wall_clock,
     session_folder_name,
 )
 from devicefit.evaluators._stats import BlockTiming
@@ -190,6 +191,7 @@ class AdbRunner(DeviceRunner):
 
     def open(self, profile: DeviceProfile, settings: MeasureSettings) -> DeviceSession:
         self.require_kind(profile)
+        require_wall_clock(profile, settings, "benchmark_bin")
         return AdbSession(self, profile, settings)
 
 

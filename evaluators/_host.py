@@ -16,7 +16,14 @@ from devicefit.evaluators._lite_client import (
     LiteWorkerTimeout,
 )
 from devicefit.evaluators._protocol import MeasureSettings
-from devicefit.evaluators._runner import DeviceRunner, DeviceSession, MemoryFigure, NpyInput, StagedModel
+from devicefit.evaluators._runner import (
+    DeviceRunner,
+    DeviceSession,
+    MemoryFigure,
+    NpyInput,
+    StagedModel,
+    require_clock_threads,
+)
 from devicefit.evaluators._stats import BlockTiming
 
 
@@ -55,7 +62,7 @@ class LiteWorkerSession(DeviceSession):
     Args:
         worker: The worker client.
         profile: The device.
-        settings: The protocol settings (step bound, memory runs).
+        settings: The protocol settings (step bound, memory runs, clock).
         cpu_affinity: CPUs to pin the worker to while timing, or None.
         power_mode: Paddle Lite ``PowerMode`` value to ask for, or None (x86 has none).
         where: How the device is named in error messages.
@@ -71,6 +78,7 @@ class LiteWorkerSession(DeviceSession):
         power_mode: int | None,
         where: str,
     ) -> None:
+        require_clock_threads(profile, settings)
         self.worker = worker
         self.profile = profile
         self.settings = settings
@@ -94,6 +102,7 @@ class LiteWorkerSession(DeviceSession):
                 blocks=1,
                 power_mode=self._power_mode,
                 cpu_affinity=self._cpus,
+                clock=self.settings.clock,
                 timeout_seconds=self.settings.step_timeout_seconds,
             )
         except LiteWorkerError as exc:
@@ -146,6 +155,7 @@ class HostRunner(DeviceRunner):
 
     def open(self, profile: DeviceProfile, settings: MeasureSettings) -> DeviceSession:
         self.require_kind(profile)
+        require_clock_threads(profile, settings)
         cpus = pinning_cpus(profile.threads) if settings.pin_cpu else None
         return LiteWorkerSession(
             self.worker, profile, settings, cpu_affinity=cpus, power_mode=None, where="this host"

@@ -50,7 +50,9 @@ __all__ = [
     "MeasureSettings",
     "MeasuredLatency",
     "check_device",
+    "convert_artifact",
     "default_latency",
+    "hold_device_lease",
     "host_latency",
 ]
 
@@ -65,18 +67,62 @@ class LatencyEvaluator(abc.ABC):
         - ``sample_inputs`` are ``.npy`` files, one per model input, batch of one, with real data (token ids
           must be valid, so random inputs are not enough).
         - A failure raises an exception for that one measurement; the evaluator stays usable.
+        - :meth:`close` releases what the evaluator holds (database connections), never the Lite worker it was
+          given; the default holds nothing.
     """
 
     @abc.abstractmethod
     def latency(self, artifact: Artifact, profile: DeviceProfile, sample_inputs: Sequence[Path]) -> LatencyResult:
         """Latency of ``artifact`` on ``profile``'s device."""
 
+    def close(self) -> None:  # noqa: B027  (a hook: most evaluators hold nothing)
+        """Release what the evaluator holds (nothing by default)."""
 
-class _Held(Protocol):
+
+def convert_artifact(
+    worker: LiteWorker,
+    artifact: Artifact,
+    profile: DeviceProfile,
+    out_prefix: Path,
+    *,
+    model_type: str = "naive_buffer",
+) -> ConvertResult:
+    """Convert ``artifact`` with Paddle Lite's ``opt`` for ``profile``'s places, at the artifact's precision.
+
+    An int8 artifact is a quantized program (``opt`` picks int8 kernels from it); fp16 asks ``opt`` for fp16
+    kernels; weight-only quantization asks it to store integer weights. Measured and predicted latency both
+    convert through here, so a predictor reads the same kernels the device would run.
+
+    Args:
+        worker: The Lite worker client that runs ``opt``.
+        artifact: The exported model.
+        profile: The device.
+        out_prefix: ``<out_prefix>.nb`` (naive buffer), or ``<out_prefix>/model`` and ``params`` (protobuf).
+        model_type: ``naive_buffer`` (what the device runs) or ``protobuf`` (the optimized kernel list).
+
+    Raises:
+        ValueError: The profile does not list the artifact's precision.
+    """
+    if artifact.precision not in profile.precisions:
+        raise ValueError(
+            f"{profile.id} has no {artifact.precision} kernels (its profile lists {list(profile.precisions)})"
+        )
+    return worker.convert(
+        artifact.model_file,
+        artifact.params_file,
+        profile.places,
+        out_prefix,
+        model_type=model_type,
+        enable_fp16=artifact.enable_fp16,
+        quant_type=artifact.lite_quant_type,
+    )
+
+
+class HeldDevice(Protocol):
     """What a measurement needs of its device lease."""
 
     def keepalive(self) -> None:
-        """Renew the lease; raise if it was lost."""
+        """Renew the lease; raise :class:`~devicefit.evaluators._errors.LeaseLostError` if it was lost."""
 
 
 class _NoLease:
@@ -84,6 +130,22 @@ class _NoLease:
 
     def keepalive(self) -> None:
         """Nothing to renew."""
+
+
+@contextlib.contextmanager
+def hold_device_lease(leases: DeviceLeases | None, profile: DeviceProfile) -> Iterator[HeldDevice]:
+    """Hold the lease of ``profile``'s physical device for the ``with`` block (nothing to hold without leases).
+
+    Call ``keepalive()`` on what it yields after every step on the device: a lease lost meanwhile raises there.
+
+    Raises:
+        DeviceBusyError: Another worker held the device for longer than ``leases`` may wait.
+    """
+    if leases is None:
+        yield _NoLease()
+        return
+    with leases.hold(physical_device_key(profile), profile.id) as lease:
+        yield lease
 
 
 def _slug(text: str) -> str:
@@ -107,7 +169,7 @@ class MeasuredLatency(LatencyEvaluator):
     Args:
         worker: The Lite worker client that converts (``opt`` runs on this host for every target).
         runners: The runner for each reach kind (``local``, ``adb``, ``ssh``).
-        settings: The measurement protocol.
+        settings: The measurement protocol (wall clock: ``ValueError`` otherwise).
         leases: Device leases (one measurement at a time per physical device); None: no lease is taken.
         cache: The latency cache; None: always measure.
         reference: Where the reference model comes from (used when ``settings.reference``); None: the
@@ -124,6 +186,11 @@ class MeasuredLatency(LatencyEvaluator):
         cache: LatencyCache | None = None,
         reference: ReferenceSource | None = None,
     ) -> None:
+        if settings.clock != "wall":
+            raise ValueError(
+                f"measured latency is wall time (what a user of the device waits for, and what the latency cache "
+                f"holds); the '{settings.clock}' clock is for calibration only"
+            )
         if leases is not None and leases.ttl_seconds < 2 * settings.step_timeout_seconds:
             raise ValueError(
                 f"the lease ttl ({leases.ttl_seconds:g} s) must be at least twice the step timeout "
@@ -167,19 +234,7 @@ class MeasuredLatency(LatencyEvaluator):
         return self._convert(artifact, profile).nb_file
 
     def _convert(self, artifact: Artifact, profile: DeviceProfile) -> ConvertResult:
-        if artifact.precision not in profile.precisions:
-            raise ValueError(
-                f"{profile.id} has no {artifact.precision} kernels (its profile lists {list(profile.precisions)})"
-            )
-        out_prefix = artifact.directory / profile.id
-        return self.worker.convert(
-            artifact.model_file,
-            artifact.params_file,
-            profile.places,
-            out_prefix,
-            enable_fp16=artifact.enable_fp16,
-            quant_type=artifact.lite_quant_type,
-        )
+        return convert_artifact(self.worker, artifact, profile, artifact.directory / profile.id)
 
     def _reference_nb(self, reference: ReferenceModel, places: str) -> Path:
         """The reference converted for ``places`` (once per evaluator; written atomically into its folder)."""
@@ -195,14 +250,6 @@ class MeasuredLatency(LatencyEvaluator):
                 os.replace(converted, nb)
                 self._reference_nbs[places] = nb
             return nb
-
-    @contextlib.contextmanager
-    def _lease(self, profile: DeviceProfile) -> Iterator[_Held]:
-        if self.leases is None:
-            yield _NoLease()
-            return
-        with self.leases.hold(physical_device_key(profile), profile.id) as lease:
-            yield lease
 
     def latency(self, artifact: Artifact, profile: DeviceProfile, sample_inputs: Sequence[Path]) -> LatencyResult:
         started = time.perf_counter()
@@ -236,7 +283,7 @@ class MeasuredLatency(LatencyEvaluator):
         load = _load_1min()
         measured_at = _utc_now()
         memory: MemoryFigure | None = None
-        with self._lease(profile) as lease:
+        with hold_device_lease(self.leases, profile) as lease:
             with runner.open(profile, self.settings) as session:
                 lease.keepalive()
                 candidate = session.stage("candidate", nb_file, sample_inputs)

@@ -353,7 +353,7 @@ class MeasureResult:
     """Raw timings of :meth:`LiteWorker.measure_detailed` (no statistics are computed).
 
     Attributes:
-        times_ms: Per-run wall time of ``predictor.run()`` in ms, in run order (``blocks * repeats``).
+        times_ms: Per-run time of ``predictor.run()`` in ms (see ``clock``), in run order (``blocks * repeats``).
         warmup: Untimed runs before the first timed one.
         repeats: Timed runs per block.
         blocks: Number of consecutive blocks.
@@ -370,6 +370,8 @@ class MeasureResult:
             i.e. ARM builds, can).
         cpu_affinity_applied: The CPUs every worker thread was pinned to while timing, or None (not asked for,
             or not allowed by the OS).
+        clock: What ``times_ms`` measure: ``wall`` (elapsed time) or ``thread_cpu`` (CPU time of the thread
+            that ran the model).
     """
 
     times_ms: tuple[float, ...]
@@ -386,6 +388,7 @@ class MeasureResult:
     peak_rss_after_bytes: int | None
     power_mode_applied: bool = False
     cpu_affinity_applied: tuple[int, ...] | None = None
+    clock: str = "wall"
 
     def block(self, index: int) -> tuple[float, ...]:
         """The timings of block ``index`` (0-based)."""
@@ -981,6 +984,7 @@ class LiteWorker:
         seed: int = 0,
         power_mode: int | None = None,
         cpu_affinity: Sequence[int] | None = None,
+        clock: str = "wall",
         timeout_seconds: float | None = None,
     ) -> MeasureResult:
         """Time ``predictor.run()`` in the worker; raw timings plus the worker's memory figures.
@@ -996,6 +1000,9 @@ class LiteWorker:
             seed: Seed of the random inputs.
             power_mode: Paddle Lite ``PowerMode`` value (0 high ... 5 rand_low), set where the build has it.
             cpu_affinity: Pin every worker thread to these CPUs while timing (restored afterwards).
+            clock: ``"wall"`` (elapsed time) or ``"thread_cpu"`` (CPU time of the worker's calling thread:
+                leaves out preemption by other processes on a shared host; the worker refuses it unless
+                ``threads=1``).
             timeout_seconds: Bound of this request.
         """
         specs = [i.to_json() if isinstance(i, InputSpec) else {"path": os.fspath(i)} for i in inputs]
@@ -1004,6 +1011,8 @@ class LiteWorker:
             extra["power_mode"] = int(power_mode)
         if cpu_affinity is not None:
             extra["cpu_affinity"] = [int(c) for c in cpu_affinity]
+        if clock != "wall":  # only when asked: a board's worker of an older devicefit times wall time only
+            extra["clock"] = str(clock)
         reply = self.request(
             "measure",
             timeout_seconds,
@@ -1032,6 +1041,7 @@ class LiteWorker:
             peak_rss_after_bytes=_opt_int(reply.get("peak_rss_after_bytes")),
             power_mode_applied=bool(reply.get("power_mode_applied", False)),
             cpu_affinity_applied=None if pinned is None else tuple(int(c) for c in pinned),
+            clock=str(reply.get("clock", "wall")),
         )
 
     def measure_memory(
@@ -1097,6 +1107,7 @@ class LiteWorker:
         repeats: int = 50,
         blocks: int = 1,
         seed: int = 0,
+        clock: str = "wall",
         timeout_seconds: float | None = None,
     ) -> list[float]:
         """Like :meth:`measure_detailed`, returning only the per-run times in ms (``blocks * repeats``)."""
@@ -1109,6 +1120,7 @@ class LiteWorker:
                 repeats=repeats,
                 blocks=blocks,
                 seed=seed,
+                clock=clock,
                 timeout_seconds=timeout_seconds,
             ).times_ms
         )

@@ -34,7 +34,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 from devicefit.evaluators._stats import (
     BlockSummary,
@@ -46,6 +46,9 @@ from devicefit.evaluators._stats import (
 )
 
 ModelT = TypeVar("ModelT")
+#: What a timed run's duration is: ``wall`` (elapsed time) or ``thread_cpu`` (CPU time of the running thread).
+Clock = Literal["wall", "thread_cpu"]
+CLOCKS: tuple[Clock, ...] = ("wall", "thread_cpu")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +77,12 @@ class MeasureSettings:
         measure_memory: Also measure the peak memory of inference.
         memory_runs: Runs of the model in the memory measurement.
         step_timeout_seconds: Bound of one step on the device (a block, a copy, a memory measurement).
+        clock: What a run's time is. ``wall`` (the default): elapsed time, what a user of the device waits
+            for. ``thread_cpu``: CPU time of the thread that runs the model; on a shared host it leaves out
+            the time other processes held the core, which wall time cannot. Only runners whose tool runs the
+            model in a thread they can time offer it (the Lite worker, on this host or a board), and only
+            single-threaded (``threads: 1``); calibration uses it on this host, and a measured latency of a
+            fit never does (:class:`~devicefit.evaluators._latency.MeasuredLatency` refuses it).
     """
 
     warmup: int = 10
@@ -94,6 +103,7 @@ class MeasureSettings:
     measure_memory: bool = True
     memory_runs: int = 5
     step_timeout_seconds: float = 300.0
+    clock: Clock = "wall"
 
     def __post_init__(self) -> None:
         if (
@@ -112,6 +122,7 @@ class MeasureSettings:
             or self.remeasure_pause_seconds < 0
             or self.memory_runs < 1
             or self.step_timeout_seconds <= 0
+            or self.clock not in CLOCKS
         ):
             raise ValueError(f"invalid measure settings: {self}")
 

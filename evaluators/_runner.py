@@ -91,7 +91,8 @@ class DeviceSession(abc.ABC):
         - Use it as a context manager (or call :meth:`close`): closing removes whatever the session put on
           the device, also after a failure, and never raises for a device that is already gone.
         - :meth:`time_block` runs ``warmup`` untimed runs then ``runs`` timed runs of one staged model with the
-          profile's threads (and power mode where the device has one), and returns their timing.
+          profile's threads (and power mode where the device has one), and returns their timing in ms of the
+          settings' ``clock``.
         - Every step is bounded by the settings' ``step_timeout_seconds``; a failure raises a
           :class:`~devicefit.evaluators._errors.MeasurementError` subclass that says why.
 
@@ -136,6 +137,8 @@ class DeviceRunner(abc.ABC):
         - :meth:`runtime_version` names the Paddle Lite runtime that would run the models; it is part of the
           latency cache key, so it must change whenever that runtime does.
         - :meth:`open` returns a :class:`DeviceSession`. Runners hold no device state between sessions.
+          It raises ``ValueError``, before touching the device, for settings the device's tool cannot honour
+          (a ``thread_cpu`` clock where the tool only reports wall time, or with more than one thread).
     """
 
     reach_kind: ClassVar[str]
@@ -174,6 +177,24 @@ def physical_device_key(profile: DeviceProfile) -> str:
     if reach.kind == "local":
         return f"local:{socket.gethostname()}"
     return f"none:{profile.id}"
+
+
+def require_wall_clock(profile: DeviceProfile, settings: MeasureSettings, tool: str) -> None:
+    """Raise ``ValueError`` unless ``settings`` time wall clock: for runners whose ``tool`` reports nothing else."""
+    if settings.clock != "wall":
+        raise ValueError(f"{profile.id}: {tool} reports wall time only; the '{settings.clock}' clock is not available")
+
+
+def require_clock_threads(profile: DeviceProfile, settings: MeasureSettings) -> None:
+    """Raise ``ValueError`` when ``settings`` ask for the ``thread_cpu`` clock with several threads.
+
+    The CPU time of one thread measures the whole run only when the model runs in that thread alone.
+    """
+    if settings.clock == "thread_cpu" and profile.threads != 1:
+        raise ValueError(
+            f"{profile.id}: the thread_cpu clock times the calling thread only, so it needs threads: 1 "
+            f"(the profile has {profile.threads})"
+        )
 
 
 def power_mode_value(profile: DeviceProfile) -> int:

@@ -47,6 +47,7 @@ from devicefit.evaluators._runner import (
     NpyInput,
     StagedModel,
     power_mode_value,
+    require_clock_threads,
     session_folder_name,
 )
 from devicefit.evaluators._tools import ToolMissingError, ToolResult, ToolTimeout, describe_exit, resolve_tool, run_tool
@@ -198,6 +199,7 @@ class SshRunner(DeviceRunner):
 
     def open(self, profile: DeviceProfile, settings: MeasureSettings) -> DeviceSession:
         self.require_kind(profile)
+        require_clock_threads(profile, settings)
         return SshSession(self, profile, settings)
 
 

@@ -6,6 +6,27 @@ import dataclasses
 from typing import Any, Literal
 
 LatencySource = Literal["measured", "predicted"]
+#: The label of a prediction whose predictor was fitted on measurements of the device.
+CALIBRATED_LABEL = "predicted (calibrated)"
+#: The label of a prediction whose predictor was not fitted on the device (seeded from public figures).
+UNCALIBRATED_LABEL = "predicted (uncalibrated)"
+
+
+def latency_source_label(source: str, calibrated: bool | None) -> str:
+    """The provenance shown next to every latency figure: ``measured``, ``predicted (calibrated)`` or
+    ``predicted (uncalibrated)`` (plain ``predicted`` only for a stored record that does not say).
+
+    One function for every display (progress lines, the front table, ``pareto.csv``, trial attributes, the
+    report), so that a figure is labelled the same wherever it appears.
+
+    Args:
+        source: ``measured`` or ``predicted`` (any other value is returned as it is).
+        calibrated: For a prediction, whether the profile's predictor was fitted on the device; None when
+            unknown (a record that does not say), which is shown as plain ``predicted``.
+    """
+    if source == "predicted" and calibrated is not None:
+        return CALIBRATED_LABEL if calibrated else UNCALIBRATED_LABEL
+    return source
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +113,15 @@ class LatencyResult:
         nnadapter_subgraphs: NNAdapter places only: subgraphs that Paddle Lite hands to the accelerator.
         nnadapter_ops: NNAdapter places only: op type -> ops of that type kept on the accelerator.
         cpu_fallback_ops: NNAdapter places only: op type -> ops of that type that fall back to the CPU.
+        calibrated: Predicted only: whether the profile's predictor was fitted on measurements of this device
+            (False: seeded from public figures, to be read as a rough estimate); None when measured.
+        predictor: Predicted only: which predictor made the figure and its measured error, in one line.
+        kernels_ms: Predicted only: the predicted ms of the model's kernels per cost key
+            (``<target>/<op type>[.<variant>]/<precision>``, e.g. ``arm/fc/fp32``), summed over the kernels
+            of that key. With ``overhead_ms`` and ``subgraphs_ms`` it adds up to ``latency_ms``.
+        overhead_ms: Predicted only: the per-inference overhead part of ``latency_ms``, in ms.
+        subgraphs_ms: Predicted only: the part of ``latency_ms`` spent handing data to and from NNAdapter
+            subgraphs (0 without subgraphs), in ms.
     """
 
     device_id: str
@@ -134,6 +164,20 @@ class LatencyResult:
     nnadapter_subgraphs: int | None = None
     nnadapter_ops: dict[str, int] | None = None
     cpu_fallback_ops: dict[str, int] | None = None
+    calibrated: bool | None = None
+    predictor: str | None = None
+    kernels_ms: dict[str, float] | None = None
+    overhead_ms: float | None = None
+    subgraphs_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.source == "predicted" and self.calibrated is None:
+            raise ValueError("a predicted latency must say whether its predictor was calibrated")
+
+    @property
+    def source_label(self) -> str:
+        """What every displayed figure carries: see :func:`latency_source_label`."""
+        return latency_source_label(self.source, self.calibrated)
 
     @property
     def memory_over_limit_bytes(self) -> int | None:

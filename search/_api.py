@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,7 @@ def fit(
     example: str | None = None,
     input_spec: Sequence[Any] | None = None,
     devices: Sequence[Any] = DEFAULT_DEVICES,
+    predict: Sequence[str] = (),
     trials: int = 12,
     out: str | Path = "runs/fit",
     seed: int = 0,
@@ -95,6 +96,7 @@ def fit(
     budget: Any | None = None,
     time_seconds: float | None = None,
     latency_objective: str = "per-device",
+    space: Mapping[str, Any] | None = None,
     storage: str | None = None,
     study: str = "devicefit",
     quiet: bool = False,
@@ -110,6 +112,8 @@ def fit(
         example: A shipped example's name, instead of ``model``.
         input_spec: The Layer's ``paddle.static.InputSpec`` list (only with a Layer).
         devices: Device ids, profile ``.yaml`` paths or DeviceProfile objects.
+        predict: Ids of devices whose latency the profile's predictor gives instead of a measurement (devices
+            reached by ``none`` are always predicted); every figure of theirs says ``predicted``.
         trials: Trials the study should have.
         out: Output folder (an earlier run there is resumed).
         seed: Seed of the sampler and the fine-tunes.
@@ -119,6 +123,8 @@ def fit(
         budget: A :class:`~devicefit.search._budget.Budget`.
         time_seconds: Wall-clock budget.
         latency_objective: ``per-device`` or ``worst``.
+        space: Bounds of the search space (fields of :class:`devicefit.spaces.SpaceBounds`, e.g.
+            ``{"min_depth": 2, "precisions": ["fp32", "int8"]}``); the rest are chosen from the model and devices.
         storage: Optuna storage URL (default: ``<out>/study.db``).
         study: Study name.
         quiet: No progress lines.
@@ -131,9 +137,9 @@ def fit(
     Raises:
         BadInput: Unknown device or example, unusable model, data or output folder.
     """
-    from devicefit.evaluators import DataError
     from devicefit.evaluators._accuracy import DEFAULT_DISTILLATION
     from devicefit.search._budget import Budget
+    from devicefit.search._config import space_overrides
     from devicefit.search._fit import Fit, FitSettings
     from devicefit.search._progress import Progress
     from devicefit.search.cli import DEFAULT_EXAMPLE, check_output_folder
@@ -150,6 +156,8 @@ def fit(
             distillation=dataclasses.replace(
                 DEFAULT_DISTILLATION, epochs=DEFAULT_DISTILLATION.epochs if epochs is None else epochs, seed=seed
             ),
+            predict=tuple(predict),
+            space=space_overrides(dict(space or {}), None, source="space"),
         )
     except ValueError as exc:
         raise BadInput(str(exc)) from None
@@ -161,10 +169,10 @@ def fit(
                     "seed": seed, "sampler": sampler, "epochs": epochs,
                     "max_latency": [f"{device}={ms}ms" for device, ms in limits.latency_ms.items()] or None,
                     "max_size": limits.size_bytes, "max_accuracy_drop": limits.max_accuracy_drop,
-                    "latency_objective": latency_objective, "out": str(out_path.resolve())}
+                    "latency_objective": latency_objective, "predict": list(predict), "space": settings.space, "out": str(out_path.resolve())}
     try:
         run = Fit(task, settings, progress=Progress(trials, quiet=quiet), latency=latency, run_spec=run_spec)
-    except DataError as exc:  # the data does not fit the model: the caller's to fix, before any training
+    except ValueError as exc:  # DataError (the data does not fit the model), BoundsError: the caller's to fix
         raise BadInput(str(exc)) from None
     with run:
         return run.run(export=export)
@@ -227,7 +235,7 @@ def trials_dataframe(run: str | Path, *, study: str | None = None) -> Any:
     """All results of a run as a pandas DataFrame: one row per trial, a column per metric.
 
     The unit is in each metric's column name (``accuracy_fraction``, ``latency_ms:<device>``, ``size_bytes``
-    ...), and ``latency_source:<device>`` (``measured`` / ``predicted``, calibrated or not) stands beside
+    ...), and ``latency_source:<device>`` (``measured``, ``predicted (calibrated)`` or ``predicted (uncalibrated)``) stands beside
     each latency; ``on_front`` marks the run's Pareto members. See
     :func:`devicefit.search._results.trial_rows` for every column.
 

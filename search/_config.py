@@ -1,11 +1,12 @@
 """``devicefit fit -c fit.yaml``: the run's options in a file, validated strictly; flags on the command line win.
 
 The file holds the same options as ``devicefit fit``'s flags, with the same meaning and syntax (a key is the
-flag's name without ``--``, with ``_`` for ``-``; ``devices`` is the list of ``--device``)::
+flag's name without ``--``, with ``_`` for ``-``; ``devices`` is the list of ``--device``, ``predict`` the list
+of ``--predict``)::
 
     model: model.py:build_teacher        # or example: digits-vit
     data: data.npz
-    devices: [host-x86]
+    devices: [host-x86, sd865-cpu-4t]    # the phone's profile is reached by 'none': its latency is predicted
     trials: 24
     time: 30m
     max_latency: ["host-x86=0.4ms"]
@@ -44,13 +45,15 @@ class FitConfig:
     """The content of a fit config file; every key is optional (see the module docstring).
 
     Attributes mirror ``devicefit fit``'s flags: ``max_accuracy_drop`` in accuracy points, ``max_size`` and
-    ``time`` as the flags write them (``2MB``, ``30m``), ``max_latency`` as a list of ``[DEVICE=]MS``.
+    ``time`` as the flags write them (``2MB``, ``30m``), ``max_latency`` as a list of ``[DEVICE=]MS``, ``predict``
+    as the list of ``--predict``.
     """
 
     example: str | None = None
     model: str | None = None
     data: str | None = None
     devices: tuple[str, ...] = ()
+    predict: tuple[str, ...] = ()
     trials: int | None = None
     time: str | None = None
     max_latency: tuple[str, ...] = ()
@@ -148,6 +151,8 @@ def apply_config(args: argparse.Namespace, config: FitConfig, folder: Path, expl
         values["data"] = relative(config.data)
     if config.devices:
         values["devices"] = [relative(d) if d.endswith((".yaml", ".yml")) else d for d in config.devices]
+    if config.predict:
+        values["predict"] = [relative(d) if d.endswith((".yaml", ".yml")) else d for d in config.predict]
     if config.trials is not None:
         values["trials"] = config.trials
     if config.time is not None:

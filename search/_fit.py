@@ -2,7 +2,9 @@
 
 One trial: suggest a Candidate -> materialize the student (inheriting the teacher's weights) -> short
 distillation fine-tune, scored on the validation split -> export the fine-tuned student -> convert with
-Paddle Lite for each device and measure -> tell Optuna. Everything is recorded on the trial.
+Paddle Lite for each device and measure it there, or predict it with the device profile's predictor (devices
+reached by ``none``, and those named by ``FitSettings.predict``) -> tell Optuna. Everything is recorded on
+the trial, every latency with its source.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from devicefit.device_profiles._profile import DeviceProfile
 from devicefit.evaluators._accuracy import DEFAULT_DISTILLATION, DistillationEvaluator, DistillationSettings, predict_logits
 from devicefit.evaluators._data import check_task_data
 from devicefit.evaluators._metrics import ACCURACY, Metric, MetricFunction, as_metric
-from devicefit.evaluators._latency import LatencyEvaluator, MeasureSettings, MeasuredLatency, default_latency
+from devicefit.evaluators._latency import LatencyEvaluator, MeasureSettings, default_latency
 from devicefit.evaluators._lite_client import LiteUnavailableError
-from devicefit.evaluators._types import AccuracyResult
+from devicefit.evaluators._types import AccuracyResult, latency_source_label
 from devicefit.search._budget import Budget, memory_violations
 from devicefit.search._claims import CandidateClaims
 from devicefit.search._outputs import OutputSummary, write_outputs
@@ -77,6 +79,8 @@ class FitSettings:
         calibration_samples: Training samples used to measure importance.
         space: The user's :class:`SpaceBounds` fields (plain values); the rest are chosen from the model and
             the devices (precisions: those every device runs with real kernels).
+        predict: Ids of devices whose latency is predicted by their profile's predictor although they could
+            be measured; devices reached by ``none`` are always predicted.
     """
 
     out: Path
@@ -94,6 +98,7 @@ class FitSettings:
     measure: MeasureSettings = MeasureSettings()
     calibration_samples: int = 256
     space: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    predict: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.trials < 1:
@@ -108,7 +113,14 @@ class FitSettings:
             raise ValueError(f"latency budget for devices the run does not target: {sorted(unknown)}")
         if self.time_seconds is not None and self.time_seconds <= 0:
             raise ValueError(f"time_seconds must be positive, got {self.time_seconds}")
+        unknown = set(self.predict) - set(ids)
+        if unknown:
+            raise ValueError(f"predict names devices that are not targets: {sorted(unknown)}")
         self.space_bounds()  # a bad bound fails here, before anything runs
+
+    def predicted(self, device: DeviceProfile) -> bool:
+        """Whether ``device``'s latency is predicted (else measured)."""
+        return device.reach.kind == "none" or device.id in self.predict
 
     def space_bounds(self) -> SpaceBounds:
         """The space's bounds: the user's ``space`` over the defaults chosen for the devices."""
@@ -202,9 +214,13 @@ class Fit:
         settings: The run's settings.
         progress: Where progress lines go.
         latency: The latency evaluator; by default Paddle Lite measurements on this host, phones (adb) and
-            boards (ssh), with device leases and the latency cache in the study's database.
+            boards (ssh), with device leases and the latency cache in the study's database, and the profile's
+            predictor for the devices ``settings`` says to predict.
         space: The search space; by default a :class:`TransformerSpace` of the teacher.
         run_spec: What ``devicefit worker`` needs to join this search (stored in the study when it is created).
+
+    Raises:
+        ValueError: Without ``latency``, a device to predict has no predictor in its profile.
     """
 
     def __init__(
@@ -217,6 +233,10 @@ class Fit:
         space: SearchSpace | None = None,
         run_spec: dict[str, Any] | None = None,
     ) -> None:
+        if latency is None:
+            for device in settings.devices:
+                if settings.predicted(device) and device.predictor is None:
+                    raise ValueError(f"{device.id} has no latency predictor, so its latency cannot be predicted")
         self.task = task
         self.settings = settings
         self.run_spec = run_spec
@@ -242,14 +262,23 @@ class Fit:
     def latency(self) -> LatencyEvaluator:
         if self._latency is None:
             from devicefit.evaluators._lite_client import LiteWorker
+            from devicefit.evaluators._predicted import LatencyByDevice, PredictedLatency
 
             self._owned_worker = LiteWorker()
-            self._latency = default_latency(
-                self._owned_worker,
-                self.settings.measure,
-                storage_url=self.settings.storage_url,
-                reference_dir=self.settings.out / "reference",
-            )
+            evaluators: dict[str, LatencyEvaluator] = {}
+            predicted = [d for d in self.settings.devices if self.settings.predicted(d)]
+            if predicted:
+                predictor = PredictedLatency(self._owned_worker)
+                evaluators.update({d.id: predictor for d in predicted})
+            if len(predicted) < len(self.settings.devices):
+                measured = default_latency(
+                    self._owned_worker,
+                    self.settings.measure,
+                    storage_url=self.settings.storage_url,
+                    reference_dir=self.settings.out / "reference",
+                )
+                evaluators.update({d.id: measured for d in self.settings.devices if not self.settings.predicted(d)})
+            self._latency = LatencyByDevice(evaluators)
         return self._latency
 
     def _check_lite(self) -> None:
@@ -266,7 +295,7 @@ class Fit:
             self._claims.close()
             self._claims = None
         if self._owned_worker is not None:
-            if isinstance(self._latency, MeasuredLatency):
+            if self._latency is not None:
                 self._latency.close()
             self._owned_worker.close()
             self._owned_worker = None
@@ -290,19 +319,33 @@ class Fit:
             ("objectives", ", ".join(f"{o.name} ({o.direction})" for o in s.objectives)),
             ("budget", s.budget.describe()),
             ("accuracy", f"{as_metric(s.metric).name} on val after {s.distillation.fidelity} (distillation fine-tune on train)"),
-            (
-                "latency",
-                f"measured with Paddle Lite: the fastest run, after {s.measure.warmup} warm-up, in blocks of >= "
-                f"{s.measure.runs_per_block} runs (>= {s.measure.min_block_ms:g} ms)"
-                f"{' interleaved with a reference model' if s.measure.reference else ''} until {s.measure.floor_blocks}"
-                f" blocks reach it and the median's CI is within +-{s.measure.target_ci_pct:g}% ({s.measure.blocks}.."
-                f"{s.measure.max_blocks} blocks, {s.measure.remeasures} re-measure when noisy)",
-            ),
+            ("latency", self._describe_latency()),
             ("output", str(s.out)),
         ]
         if s.storage:
             rows.append(("study", f"{s.study_name} in {s.storage}"))
         return rows
+
+    def _describe_latency(self) -> str:
+        """How each device's latency is obtained: the measurement protocol, or which predictor, labelled as every
+        figure of that device will be (``predicted (uncalibrated)`` when the predictor was not fitted on it)."""
+        s = self.settings
+        m = s.measure
+        parts = []
+        measured = [d.id for d in s.devices if not s.predicted(d)]
+        if measured:
+            parts.append(
+                f"{', '.join(measured)} measured with Paddle Lite: the fastest run, after {m.warmup} warm-up, in "
+                f"blocks of >= {m.runs_per_block} runs (>= {m.min_block_ms:g} ms)"
+                f"{' interleaved with a reference model' if m.reference else ''} until {m.floor_blocks} blocks "
+                f"reach it and the median's CI is within +-{m.target_ci_pct:g}% ({m.blocks}..{m.max_blocks} "
+                f"blocks, {m.remeasures} re-measure when noisy)"
+            )
+        for device in s.devices:
+            if s.predicted(device):
+                label = latency_source_label("predicted", device.calibrated)
+                parts.append(f"{device.id} {label}, never run: {device.describe_predictor()}")
+        return "; ".join(parts)
 
     def run(self, *, export: bool = True) -> FitResult:
         """Search until the study has ``settings.trials`` trials (or the time budget ends), then write outputs.

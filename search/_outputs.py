@@ -174,6 +174,8 @@ def member_to_dict(member: ParetoMember, devices: tuple[str, ...]) -> dict[str, 
                 "value": record.latencies[device].latency_ms,
                 "unit": "ms",
                 "source": record.latencies[device].source,
+                "calibrated": record.latencies[device].calibrated,
+                "predictor": record.latencies[device].predictor,
                 "statistic": record.latencies[device].statistic,
                 "p10_ms": record.latencies[device].p10_ms,
                 "p90_ms": record.latencies[device].p90_ms,
@@ -225,7 +227,7 @@ def _csv_text(members: list[ParetoMember], devices: tuple[str, ...]) -> str:
             record.size_bytes, record.parameters,
         ]
         for device in devices:
-            row += [f"{record.latencies[device].latency_ms:.6f}", record.latencies[device].source]
+            row += [f"{record.latencies[device].latency_ms:.6f}", record.latencies[device].source_label]
         writer.writerow(row)
     return buffer.getvalue()
 

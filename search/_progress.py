@@ -58,7 +58,7 @@ class Progress:
     def trial(self, number: int, record: TrialRecord, *, duplicate_of: int | None = None) -> None:
         """One finished trial."""
         latencies = "  ".join(
-            f"{device} {result.latency_ms:.3f} ms ({result.source})" for device, result in record.latencies.items()
+            f"{device} {result.latency_ms:.3f} ms ({result.source_label})" for device, result in record.latencies.items()
         )
         again = f"  (same candidate as trial #{duplicate_of}, not rebuilt)" if duplicate_of is not None else ""
         self._print(

@@ -139,7 +139,7 @@ class TrialRecord:
             attrs["compressed_size_bytes"] = self.compressed_size_bytes
         for device, result in self.latencies.items():
             attrs[f"latency_ms:{device}"] = result.latency_ms
-            attrs[f"latency_source:{device}"] = result.source
+            attrs[f"latency_source:{device}"] = result.source_label
             if result.source == "measured":
                 attrs[f"latency_cache_hit:{device}"] = result.cache_hit
                 attrs[f"latency_noisy:{device}"] = result.noisy

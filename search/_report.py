@@ -3,8 +3,9 @@
 :class:`ReportData` is plain, JSON-ready data: the Pareto front per device, the hypervolume history, the
 Pareto members with every metric (value, unit, source), and, where the records carry them, per-kernel-type
 latency and the ops that fall back from an NPU to the CPU. Every latency figure travels with its
-provenance (``measured``, ``predicted``, calibrated or not), and the report states how many of each it
-shows. :mod:`devicefit.search._report_html` only draws this data.
+provenance (``measured``, ``predicted (calibrated)``, ``predicted (uncalibrated)``: the labels of
+``LatencyResult.source_label``), and the report states how many of each it shows.
+:mod:`devicefit.search._report_html` only draws this data.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ class FrontPoint:
         key: The candidate's key.
         accuracy: Validation accuracy (fraction).
         latency_ms: Latency on the device, in ms.
-        provenance: ``measured``, ``predicted``, ``predicted (calibrated)`` or ``predicted (uncalibrated)``.
+        provenance: ``measured``, ``predicted (calibrated)``, ``predicted (uncalibrated)``, or plain
+            ``predicted`` for a record that does not say.
         feasible: It meets every budget.
         on_device_front: Not dominated in (accuracy, this device's latency) among the feasible candidates.
         member: One of the run's Pareto members (over all objectives).

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from devicefit.evaluators._types import latency_source_label
 from devicefit.search._pareto import pareto_front_mask
 from devicefit.search._records import RECORD_ATTR, WORST_LATENCY, Objective
 
@@ -142,21 +143,16 @@ def front_views(views: Sequence[TrialView], objectives: Sequence[Objective]) -> 
 
 
 def latency_provenance(latency: Mapping[str, Any]) -> str:
-    """How a latency figure was obtained, in words that say measured or predicted, and calibrated or not.
+    """How a stored latency figure was obtained, labelled as everywhere else (``LatencyResult.source_label``).
 
-    ``measured``; ``predicted (calibrated)`` or ``predicted (uncalibrated)`` when the result says whether
-    the device profile's predictor was fitted on that very device; plain ``predicted`` otherwise.
+    ``measured``; ``predicted (calibrated)`` (by a predictor fitted on that very device); ``predicted
+    (uncalibrated)`` (by a profile seeded from public figures); plain ``predicted`` for a record that does not say.
     """
-    source = str(latency.get("source", "unknown"))
-    if source != "predicted":
-        return source
     calibrated = latency.get("calibrated")
     predictor = latency.get("predictor")
     if calibrated is None and isinstance(predictor, Mapping):
         calibrated = predictor.get("calibrated")
-    if calibrated is None:
-        return "predicted"
-    return "predicted (calibrated)" if calibrated else "predicted (uncalibrated)"
+    return latency_source_label(str(latency.get("source", "unknown")), None if calibrated is None else bool(calibrated))
 
 
 def _first_mapping(latency: Mapping[str, Any], keys: Sequence[str]) -> dict[str, float] | None:

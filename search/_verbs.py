@@ -1,5 +1,6 @@
 """What the command line's verbs do beyond ``fit``'s loop: config files, user models, ``report``, ``export``,
-``devices check-ops`` and ``dashboard``. ``cli`` only declares their arguments and calls these functions.
+``devices list|show|calibrate|check-ops`` (``calibrate`` also stands alone) and ``dashboard``. ``cli`` only declares their arguments and calls
+these functions (``devices list|show`` and ``calibrate`` hand over to :mod:`devicefit.device_profiles._cli`).
 
 Like ``cli``, this module imports only the standard library at module level; each function imports what it
 needs. Input the user can fix raises :class:`~devicefit.search._errors.BadInput` (one line, exit code 2).
@@ -189,9 +190,50 @@ def export(args: argparse.Namespace) -> int:
 
 def devices(args: argparse.Namespace) -> int:
     """``devicefit devices COMMAND``: dispatch on the sub-command."""
-    commands = {"check-ops": check_ops}
+    commands = {"list": list_devices, "show": show_device, "calibrate": calibrate, "check-ops": check_ops}
     return commands[args.devices_command](args)
 
+
+def list_devices(args: argparse.Namespace) -> int:
+    """``devicefit devices list``: every profile, whether its predictor is calibrated, and its measured error."""
+    from devicefit.device_profiles._cli import list_devices as run
+
+    return _device_command(lambda: run(print, all_versions=args.all_versions))
+
+
+def show_device(args: argparse.Namespace) -> int:
+    """``devicefit devices show ID``: one profile, with its predictor's provenance and coefficients."""
+    from devicefit.device_profiles._cli import show_device as run
+
+    return _device_command(lambda: run(args.device, print))
+
+
+def _device_command(run: Any) -> int:
+    """Run a ``device_profiles._cli`` command; input the user can fix becomes :class:`BadInput`."""
+    from devicefit.device_profiles import SchemaError
+    from devicefit.device_profiles._cli import ProfileCommandError
+
+    try:
+        return int(run())
+    except (ProfileCommandError, SchemaError) as exc:
+        raise BadInput(str(exc)) from None
+
+
+# --------------------------------------------------------------------------------------------------
+# calibrate
+
+
+def calibrate(args: argparse.Namespace) -> int:
+    """``devicefit [devices] calibrate --device ID``: measure generated models on the device, fit, write a new
+    version."""
+    from devicefit.device_profiles._cli import run_calibrate
+    from devicefit.search import cli
+
+    cli.check_storage(args.storage)
+    return _device_command(
+        lambda: run_calibrate(args.device, out_dir=args.out_dir, quick=args.quick, seed=args.seed, keep=args.keep,
+                              storage_url=args.storage, out=lambda line: print(line, flush=True), log=_say(args))
+    )
 
 
 def check_ops(args: argparse.Namespace) -> int:

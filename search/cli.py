@@ -4,15 +4,19 @@ Only the standard library is imported at module level: ``devicefit --help`` must
 Paddle (seconds to import) is loaded only by the commands that build models.
 
 Verbs: ``fit`` (search, then export and report), ``search`` (the search alone), ``report``, ``export``,
-``devices check-ops``, ``dashboard`` and ``worker``. Their work lives in other modules (``_fit``, ``_verbs``,
-``_report``, ``_export``, ``_config``, ``_user_model``); this one declares the arguments and dispatches.
+``devices list|show|calibrate|check-ops`` (``calibrate`` alone is ``devices calibrate``), ``dashboard`` and
+``worker``. Their work lives in other modules
+(``_fit``, ``_verbs``, ``_report``, ``_export``, ``_config``, ``_user_model``, ``device_profiles._cli``); this one
+declares the arguments and dispatches.
 
 Exit codes:
     0  success
     1  the run failed (the message says why; the traceback is in ``<out>/error.log``); for
-       ``devices check-ops``: some op of the model has no kernel on a device
+       ``devices check-ops``: some op of the model has no kernel on a device; for ``calibrate``: too many of
+       the generated models failed, or the fit failed
     2  bad input (unknown device or example, unwritable output folder, invalid number, a config file that does
-       not match its schema...), reported in one line before anything is written
+       not match its schema, a device that can be neither measured nor predicted...), reported in one line
+       before anything is written
     3  no candidate met the budget (the closest ones are shown and written to pareto.json)
     130  interrupted (Ctrl-C); the study is saved, rerunning the same command resumes it
 """
@@ -131,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"a shipped example task instead of --model (default: {DEFAULT_EXAMPLE})")
     fit.add_argument("--device", action="append", metavar="ID", dest="devices",
                      help=f"target device profile id or .yaml path; repeat for several (default: {DEFAULT_DEVICE})")
+    fit.add_argument("--predict", action="append", metavar="ID",
+                     help="predict this target's latency with its profile's predictor instead of measuring it "
+                     "(devices reached by 'none' are always predicted); repeat for several")
     fit.add_argument("--trials", type=_positive_int, metavar="N",
                      help="trials the study should have (default: 12, or as many as --time allows)")
     fit.add_argument("--time", type=_duration, metavar="DURATION", dest="time_seconds",
@@ -165,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         "`devicefit export` and `devicefit report` make them later from the study.",
     )
     _add_run_verbs(commands)
+    _add_calibrate_parser(commands)
 
     worker = commands.add_parser(
         "worker",
@@ -181,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run_verbs(commands: Any) -> None:
-    """The verbs that work on a run's study: report, export, devices check-ops, dashboard."""
+    """The verbs that work on a run's study (report, export, dashboard) and on device profiles (devices: list,
+    show, calibrate, check-ops)."""
     where = "the run's output folder, or its Optuna storage URL"
     report = commands.add_parser(
         "report", help="rebuild report.html of a run from its study",
@@ -207,8 +216,20 @@ def _add_run_verbs(commands: Any) -> None:
     export.add_argument("--quiet", action="store_true", help="no progress lines")
     export.add_argument("--json", action="store_true", help="print the result as JSON on standard output")
 
-    devices = commands.add_parser("devices", help="device profiles and what they can run")
+    devices = commands.add_parser(
+        "devices", help="device profiles: list, show one, and which ops of a model each can run",
+        description="Device profiles: the shipped ones and the versions `devicefit calibrate` wrote.",
+    )
     device_commands = devices.add_subparsers(dest="devices_command", metavar="COMMAND", parser_class=_Parser)
+    listing = device_commands.add_parser(
+        "list", help="one line per device: reach, predictor calibrated or seeded, and its measured error",
+    )
+    listing.add_argument("--all-versions", action="store_true", help="every version of every device")
+    show = device_commands.add_parser(
+        "show", help="everything about one device: reach, precisions, the predictor and its provenance",
+    )
+    show.add_argument("device", metavar="ID", help="a device profile id")
+    _calibrate_arguments(device_commands.add_parser("calibrate", **CALIBRATE_TEXTS))
     check = device_commands.add_parser(
         "check-ops", help="which ops of a model each device's Paddle Lite has kernels for (exit 1: some have none)",
     )
@@ -222,6 +243,34 @@ def _add_run_verbs(commands: Any) -> None:
     dashboard.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1)")
     dashboard.add_argument("--port", type=_positive_int, default=8080, help="port (default: 8080)")
     dashboard.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+CALIBRATE_TEXTS = {
+    "help": "measure generated models on a device and write a new, calibrated profile version",
+    "description": "Time single-kernel probes and whole encoder models on the device (this host, a phone over "
+    "adb, a board over ssh), fit its latency predictor, and write <id>.v<N>.yaml (never over an existing file) "
+    "with every measurement beside it. `devicefit calibrate` and `devicefit devices calibrate` are the same command.",
+}
+
+
+def _add_calibrate_parser(commands: Any) -> None:
+    """``devicefit calibrate --device ID`` (also ``devicefit devices calibrate``, declared with the devices)."""
+    _calibrate_arguments(commands.add_parser("calibrate", **CALIBRATE_TEXTS))
+
+
+def _calibrate_arguments(calibrate: argparse.ArgumentParser) -> None:
+    """The arguments of ``calibrate``: fit a device's latency predictor on measurements of the device."""
+    calibrate.add_argument("--device", required=True, metavar="ID", help="device profile id or .yaml path")
+    calibrate.add_argument("--out", type=Path, metavar="DIR", dest="out_dir",
+                           help="folder for the new profile version (default: $DEVICEFIT_PROFILES_DIR or "
+                           "~/.devicefit/profiles, where devicefit finds it by id)")
+    calibrate.add_argument("--quick", action="store_true", help="a small sweep (about 40 models): a first look only")
+    calibrate.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the generated models (default: 0)")
+    calibrate.add_argument("--keep", type=Path, metavar="DIR", help="keep the generated models in DIR (default: deleted)")
+    calibrate.add_argument("--storage", metavar="URL",
+                           help="a search's storage URL: hold its device lease while timing, so that the "
+                           "calibration and the search's workers never time models on one device at once")
+    calibrate.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
 def check_output_folder(out: Path) -> None:
@@ -249,40 +298,67 @@ def check_output_folder(out: Path) -> None:
         raise BadInput(f"--out {out}: cannot write in {ancestor} ({exc.strerror})") from None
 
 
-def check_measurable(device_arg: str, profile: object) -> None:
-    """Fail early, in one line, unless the device can be measured now (adb/ssh reachable, tools installed).
+def check_measurable(device_arg: str, profile: object, *, predicted: bool = False) -> None:
+    """Fail early, in one line, unless the device's latency can be had: measured now (adb/ssh reachable, tools
+    installed), or, when ``predicted`` (always for reach ``none``), predicted by its profile's predictor.
 
     Raises:
-        BadInput: The device is reached by ``none`` (only predictable), or its phone/board cannot be reached.
+        BadInput: A predicted device whose profile has no predictor, or a measured one that cannot be reached.
     """
     from devicefit.device_profiles import DeviceProfile
     from devicefit.evaluators._errors import DeviceUnavailableError
     from devicefit.evaluators._latency import check_device
 
     assert isinstance(profile, DeviceProfile)
-    if profile.reach.kind == "none":
-        raise BadInput(
-            f"--device {device_arg}: it is reached by 'none', so its latency cannot be measured here "
-            "(set reach.kind to local, adb or ssh in a copy of its profile)"
-        )
+    if predicted or profile.reach.kind == "none":
+        if profile.predictor is None:
+            if profile.reach.kind == "none":
+                why = "it is reached by 'none', so its latency can only be predicted, but"
+            else:
+                why = "--predict asks for its latency to be predicted, but"
+            raise BadInput(
+                f"--device {device_arg}: {why} its profile has no latency predictor (calibrate the device with "
+                "`devicefit calibrate`, or give it a reach that can be measured: local, adb or ssh)"
+            )
+        return
     try:
         check_device(profile)
     except DeviceUnavailableError as exc:
         raise BadInput(f"--device {device_arg}: {exc}") from None
 
 
-def _load_devices(device_ids: Sequence[str]) -> list[Any]:
+def _load_devices(device_ids: Sequence[str], predict: Sequence[str] = ()) -> tuple[list[Any], tuple[str, ...]]:
+    """The target profiles, each checked measurable or predictable, and the ids of those to predict.
+
+    ``predict`` names targets by profile id or as given to ``--device``; devices reached by ``none`` are
+    predicted whether named or not.
+
+    Raises:
+        BadInput: An unknown or invalid profile, a device that can be neither measured nor predicted, or a
+            ``--predict`` that names no target.
+    """
     from devicefit.device_profiles import SchemaError, UnknownDeviceError, load_profile
 
     devices = []
+    predicted: list[str] = []
+    wanted = set(predict)
+    matched: set[str] = set()
     try:
         for device_id in device_ids:
             profile = load_profile(device_id)
-            check_measurable(device_id, profile)
+            names = {profile.id, device_id} & wanted
+            matched |= names
+            predict_it = profile.reach.kind == "none" or bool(names)
+            check_measurable(device_id, profile, predicted=predict_it)
             devices.append(profile)
+            if predict_it:
+                predicted.append(profile.id)
     except (UnknownDeviceError, SchemaError) as exc:
         raise BadInput(str(exc).strip("'\"")) from None
-    return devices
+    unknown = sorted(wanted - matched)
+    if unknown:
+        raise BadInput(f"--predict {unknown[0]}: not one of the --device targets")
+    return devices, tuple(predicted)
 
 
 def _budget(args: argparse.Namespace, device_ids: Sequence[str]) -> Any:
@@ -312,6 +388,7 @@ def _run_spec(args: argparse.Namespace, device_ids: Sequence[str], source: Any) 
         "max_accuracy_drop": args.max_accuracy_drop,
         "latency_objective": args.latency_objective,
         "space": _space(args),
+        "predict": list(args.predict or []),
         "out": str(args.out.resolve()),
     }
 
@@ -326,7 +403,7 @@ def _space(args: argparse.Namespace) -> dict[str, Any]:
         raise BadInput(str(exc)) from None
 
 
-def _settings(args: argparse.Namespace, devices: list[Any], trials: int) -> Any:
+def _settings(args: argparse.Namespace, devices: list[Any], predicted: Sequence[str], trials: int) -> Any:
     from devicefit.evaluators._accuracy import DEFAULT_DISTILLATION
     from devicefit.search._fit import FitSettings
 
@@ -346,12 +423,18 @@ def _settings(args: argparse.Namespace, devices: list[Any], trials: int) -> Any:
             latency_objective=args.latency_objective,
             space=_space(args),
             distillation=dataclasses.replace(DEFAULT_DISTILLATION, epochs=epochs, seed=args.seed),
+            predict=tuple(predicted),
         )
     except ValueError as exc:
         raise BadInput(str(exc)) from None
 
 
-def _check_storage(url: str | None) -> None:
+def check_storage(url: str | None) -> None:
+    """Fail early unless ``url`` (``--storage``) looks like a database URL Optuna and the leases can open.
+
+    Raises:
+        BadInput: It does not.
+    """
     if url is None:
         return
     if not url.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg2://", "mysql")):
@@ -364,15 +447,15 @@ def _fit(args: argparse.Namespace) -> int:
 
     args = _verbs.with_config(args)
     source = _verbs.task_source(args, DEFAULT_EXAMPLE)
-    devices = _load_devices(args.devices or [DEFAULT_DEVICE])
-    _check_storage(args.storage)
+    devices, predicted = _load_devices(args.devices or [DEFAULT_DEVICE], args.predict or [])
+    check_storage(args.storage)
     if args.sampler == "gp":
         import importlib.util
 
         if importlib.util.find_spec("torch") is None:
             raise BadInput("--sampler gp needs torch: pip install 'devicefit[gp]' (torch 2.13.0, CPU build)")
     check_output_folder(args.out)
-    settings = _settings(args, devices, args.trials or 12)
+    settings = _settings(args, devices, predicted, args.trials or 12)
 
     from devicefit.evaluators import DataError
     from devicefit.search._fit import Fit
@@ -387,7 +470,7 @@ def _fit(args: argparse.Namespace) -> int:
         trials = max(4, int(args.time_seconds // estimate))
         plan = (f"--time {args.time_seconds:.0f} s at about {estimate:.1f} s per trial (estimated on the teacher): "
                 f"planning {trials} trials")
-        settings = _settings(args, devices, trials)
+        settings = _settings(args, devices, predicted, trials)
         progress.total = trials
     args.trials = settings.trials
     try:
@@ -425,7 +508,7 @@ def _spec_args(spec: dict[str, Any], args: argparse.Namespace) -> argparse.Names
 
 
 def _worker(args: argparse.Namespace) -> int:
-    _check_storage(args.storage)
+    check_storage(args.storage)
     from devicefit.search._fit import Fit, load_run_spec
     from devicefit.search._progress import Progress
 
@@ -434,8 +517,8 @@ def _worker(args: argparse.Namespace) -> int:
     except KeyError as exc:
         raise BadInput(str(exc).strip("'\"")) from None
     spec_args = _spec_args(spec, args)
-    devices = _load_devices(spec["devices"])
-    settings = _settings(spec_args, devices, spec["trials"])
+    devices, predicted = _load_devices(spec["devices"], spec.get("predict") or [])  # older specs have none
+    settings = _settings(spec_args, devices, predicted, spec["trials"])
     progress = Progress(settings.trials, quiet=args.quiet)
 
     from devicefit.search import _verbs
@@ -465,7 +548,7 @@ def print_front(result: object) -> None:
         for item in summary.closest:
             misses = ", ".join(f"{name} {value:+.1%}" for name, value in item.constraints.items())
             latencies = "  ".join(
-                f"{device} {r.latency_ms:.3f} ms {r.source}" for device, r in item.record.latencies.items()
+                f"{device} {r.latency_ms:.3f} ms {r.source_label}" for device, r in item.record.latencies.items()
             )
             print(f"  {item.record.key:<34} val {item.record.accuracy.accuracy:.4f}  {latencies}  [{misses}]")
         return
@@ -474,7 +557,7 @@ def print_front(result: object) -> None:
     for member in result.pareto:
         record = member.record
         latencies = "  ".join(
-            f"{device} {r.latency_ms:.3f} ms {r.source}" for device, r in record.latencies.items()
+            f"{device} {r.latency_ms:.3f} ms {r.source_label}" for device, r in record.latencies.items()
         )
         test = "" if member.test_accuracy is None else f"  test {member.test_accuracy:.4f}"
         print(f"  {record.key:<34} val {record.accuracy.accuracy:.4f} ({record.accuracy.fidelity}){test}  "
@@ -490,9 +573,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     if args.command == "devices" and args.devices_command is None:
-        parser.error("devices: name a command (check-ops)")
+        parser.error("devices: name a command (list, show, calibrate, check-ops)")
     handlers = {"fit": _fit, "search": _fit, "worker": _worker, "report": _verb("report"), "export": _verb("export"),
-                "devices": _verb("devices"), "dashboard": _verb("dashboard")}
+                "devices": _verb("devices"), "calibrate": _verb("calibrate"), "dashboard": _verb("dashboard")}
     try:
         return handlers[args.command](args)
     except BadInput as exc:

@@ -4,8 +4,27 @@ from __future__ import annotations
 
 import zlib  # noqa: F401  (must precede any Paddle import in this process)
 
+import os
+import shutil
+import tempfile
+
 import numpy as np
 import pytest
+
+_USER_PROFILES: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point devicefit's user profile folder at an empty temporary one, for this process and its children,
+    so that profiles a developer calibrated on their machine never change what the tests see."""
+    folder = tempfile.mkdtemp(prefix="devicefit-test-profiles-")
+    _USER_PROFILES.append(folder)
+    os.environ["DEVICEFIT_PROFILES_DIR"] = folder
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for folder in _USER_PROFILES:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

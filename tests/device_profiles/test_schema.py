@@ -65,3 +65,48 @@ def test_unknown_device_lists_known_ids(tmp_path) -> None:
     path = tmp_path / "mine.yaml"
     path.write_text(VALID)
     assert load_profile(str(path)).id == "phone"
+
+
+PREDICTOR = """\
+predictor:
+  provenance:
+    calibrated: true
+    method: a test
+    measured_on: nothing
+    date: '2026-11-28'
+    tool: none
+  overhead_us: 2.0
+  kernels:
+    arm/fc/fp32:
+      call_us: 1.5
+      mflop_us: 20.0
+      shape_factors: [[4.0, 6.0, 7.0, 1.2]]
+"""
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("mflop_us: 20.0", "mflops_us: 20.0"), "phone.yaml:22: unknown key 'predictor.kernels.arm/fc/fp32.mflops_us'"),
+        (("call_us: 1.5", "call_us: fast"), "phone.yaml:21: key 'predictor.kernels.arm/fc/fp32.call_us' must be a number"),
+        (("call_us: 1.5", "call_us: -1.5"), "phone.yaml:21: key 'predictor.kernels.arm/fc/fp32.call_us': call_us must be"),
+        (("    calibrated: true\n", ""), "phone.yaml:13: missing required key 'predictor.provenance.calibrated'"),
+        (("arm/fc/fp32:", "arm-fc:"), "phone.yaml:19: key 'predictor.kernels': kernels has a key 'arm-fc' that is not"),
+        (("1.2]]", "0.0]]"), "phone.yaml:23: key 'predictor.kernels.arm/fc/fp32.shape_factors': shape_factors must"),
+        (("  overhead_us: 2.0\n", "  overhead_us: [2]\n"), "phone.yaml:18: key 'predictor.overhead_us' must be a number"),
+    ],
+)
+def test_bad_predictor_sections_name_file_line_and_key(change: tuple[str, str], expected: str) -> None:
+    text = VALID + PREDICTOR.replace(*change)
+    with pytest.raises(SchemaError) as caught:
+        parse(text)
+    assert str(caught.value).startswith(expected), str(caught.value)
+
+
+def test_predictor_section_is_read_into_frozen_data() -> None:
+    profile = parse(VALID + PREDICTOR)
+    assert profile.predictor is not None and profile.calibrated
+    cost = profile.predictor.kernels["arm/fc/fp32"]
+    assert (cost.call_us, cost.mflop_us, cost.in_kib_us, cost.models) == (1.5, 20.0, 0.0, 0)
+    assert cost.shape_factors == ((4.0, 6.0, 7.0, 1.2),)
+    assert "calibrated" in profile.describe_predictor() and "error not measured" in profile.describe_predictor()

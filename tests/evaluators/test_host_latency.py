@@ -109,7 +109,7 @@ def test_only_fresh_measurements_go_into_the_cache(tmp_path) -> None:
     with pytest.raises(ValueError, match="only fresh measurements"):
         cache.put(key, dataclasses.replace(result, cache_hit=True))
     with pytest.raises(ValueError, match="only fresh measurements"):
-        cache.put(key, dataclasses.replace(result, source="predicted"))
+        cache.put(key, dataclasses.replace(result, source="predicted", calibrated=True))
 
 
 def test_an_old_record_without_the_new_fields_still_loads() -> None:

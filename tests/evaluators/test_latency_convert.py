@@ -48,7 +48,7 @@ def test_the_artifacts_precision_reaches_the_converter(tmp_path, deployment, exp
     worker = RecordingWorker()
     nb = MeasuredLatency(worker, runners={}).convert(_artifact(tmp_path, **deployment), PHONE)  # type: ignore[arg-type]
     assert nb == tmp_path / "phone.nb"
-    assert worker.calls == [{"places": "arm", **expected}]
+    assert worker.calls == [{"places": "arm", "model_type": "naive_buffer", **expected}]  # the .nb the device runs
 
 
 def test_a_precision_the_profile_lacks_is_refused_before_converting(tmp_path) -> None:

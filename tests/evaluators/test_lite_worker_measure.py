@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import statistics
 
 import pytest
 
@@ -49,3 +50,43 @@ def test_memory_is_measured_in_a_fresh_process(worker, tiny, x86_nb, tmp_path) -
     assert abs(first.inference_peak_bytes - second.inference_peak_bytes) < 256 * 1024
     with pytest.raises(LiteOpError, match="nb_file not found"):
         worker.measure_memory(tmp_path / "missing.nb", tiny.inputs)
+
+
+def test_the_thread_cpu_clock_times_the_running_thread_single_threaded_only(worker, tiny, x86_nb) -> None:
+    wall = worker.measure_detailed(x86_nb, tiny.inputs, warmup=1, repeats=5)
+    cpu = worker.measure_detailed(x86_nb, tiny.inputs, warmup=1, repeats=5, clock="thread_cpu")
+    assert (wall.clock, cpu.clock) == ("wall", "thread_cpu")
+    assert len(cpu.times_ms) == 5 and all(t > 0 for t in cpu.times_ms)
+    # The thread's CPU time is the run without the time others held the core: never much above the wall
+    # time, and not far below the fastest (undisturbed) wall run.
+    assert statistics.median(cpu.times_ms) <= 2 * statistics.median(wall.times_ms)
+    assert min(cpu.times_ms) >= 0.3 * min(wall.times_ms)
+    with pytest.raises(LiteOpError, match="thread_cpu clock times the calling thread only"):
+        worker.measure_detailed(x86_nb, tiny.inputs, warmup=0, repeats=1, threads=2, clock="thread_cpu")
+    with pytest.raises(LiteOpError, match="clock must be one of"):
+        worker.measure_detailed(x86_nb, tiny.inputs, warmup=0, repeats=1, clock="sundial")
+
+
+def test_runners_refuse_a_clock_their_tool_does_not_have(worker, fake_phone) -> None:
+    import dataclasses
+
+    from devicefit.device_profiles import load_profile
+    from devicefit.evaluators._adb import AdbRunner
+    from devicefit.evaluators._host import HostRunner
+    from devicefit.evaluators._latency import MeasuredLatency
+
+    from .conftest import QUICK
+
+    cpu_clock = dataclasses.replace(QUICK, clock="thread_cpu")
+    host = load_profile("host-x86")
+    with pytest.raises(ValueError, match="needs threads: 1"):
+        HostRunner(worker).open(dataclasses.replace(host, threads=2), cpu_clock)
+    with HostRunner(worker).open(host, cpu_clock) as session:  # one thread: allowed on this host
+        assert session.settings.clock == "thread_cpu"
+    with pytest.raises(ValueError, match="benchmark_bin reports wall time only"):
+        AdbRunner(str(fake_phone.adb)).open(fake_phone.profile(), cpu_clock)
+    assert fake_phone.files_left() == []  # refused before anything was put on the phone
+    with pytest.raises(ValueError, match="clock is for calibration only"):
+        MeasuredLatency(worker, {"local": HostRunner(worker)}, cpu_clock)
+    with pytest.raises(ValueError, match="invalid measure settings"):
+        dataclasses.replace(QUICK, clock="sundial")

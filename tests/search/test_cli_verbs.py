@@ -13,7 +13,8 @@ import optuna
 import pytest
 
 DEVICEFIT = [sys.executable, "-m", "devicefit.search.cli"]
-VERBS = ("fit", "search", "report", "export", "dashboard", "worker", "devices", "devices check-ops")
+VERBS = ("fit", "search", "report", "export", "dashboard", "worker", "devices", "devices check-ops", "devices list",
+         "devices show", "devices calibrate", "calibrate")
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -37,14 +38,15 @@ def test_every_verbs_help_is_instant() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "HEAVY []" in result.stdout
-    for text in ("--candidate KEY", "-c FILE, --config FILE", "--model FILE.py:FUNC|MODEL.pdmodel", "check-ops"):
+    for text in ("--candidate KEY", "-c FILE, --config FILE", "--model FILE.py:FUNC|MODEL.pdmodel", "check-ops",
+                 "--predict ID", "--all-versions", "--quick"):
         assert text in result.stdout
 
 
 def test_devices_without_a_command_is_one_line_exit_2() -> None:
     result = _run("devices")
     assert result.returncode == 2
-    assert result.stderr.strip() == "devicefit: error: devices: name a command (check-ops) (see --help)"
+    assert result.stderr.strip() == "devicefit: error: devices: name a command (list, show, calibrate, check-ops) (see --help)"
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,8 @@ class ConvertThenStandIn(LatencyEvaluator):
         nb = self.converter.convert(artifact, profile)
         self.converted.append((profile.id, artifact.precision))
         size = nb.stat().st_size
-        return LatencyResult(profile.id, size / 1e5, "predicted", "stand-in", None, None, None, 0, 1, 0.0, size)
+        return LatencyResult(profile.id, size / 1e5, "predicted", "stand-in", None, None, None, 0, 1, 0.0, size,
+                             calibrated=False)
 
 
 def _split(rng: np.random.Generator, n: int) -> Split:

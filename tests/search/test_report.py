@@ -181,13 +181,19 @@ def test_stored_records_are_valued_as_trial_records_value_them(toy_run) -> None:
             assert [record_value(view.record, n) for n in names] == [record.value(n) for n in names]
 
 
-def test_latency_provenance_says_measured_or_predicted_and_calibrated_or_not() -> None:
+def test_latency_provenance_is_the_label_every_display_uses() -> None:
+    from devicefit.evaluators._types import LatencyResult
     from devicefit.search._results import latency_provenance
 
     assert latency_provenance({"source": "measured"}) == "measured"
     assert latency_provenance({"source": "predicted"}) == "predicted"
     assert latency_provenance({"source": "predicted", "calibrated": False}) == "predicted (uncalibrated)"
+    assert latency_provenance({"source": "predicted", "calibrated": True}) == "predicted (calibrated)"
     assert latency_provenance({"source": "predicted", "predictor": {"calibrated": True}}) == "predicted (calibrated)"
+    assert latency_provenance({"source": "predicted", "predictor": {"calibrated": False}}) == "predicted (uncalibrated)"
+    for source, calibrated in (("measured", None), ("predicted", True), ("predicted", False)):
+        result = LatencyResult("d", 1.0, source, "s", None, None, None, 0, 1, 0.0, 1, calibrated=calibrated)
+        assert latency_provenance(result.to_dict()) == result.source_label
 
 
 def test_ticks_are_round_and_inside_the_range() -> None:
