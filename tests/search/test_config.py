@@ -137,7 +137,7 @@ def test_a_worker_rebuilds_the_space_from_the_run_spec(tmp_path) -> None:
     spec = cli._run_spec(args, ["host-x86"], type("Source", (), {"to_spec": lambda self: {}})())
     assert spec["space"] == {"min_depth": 2}
     worker = cli.build_parser().parse_args(["worker", "--storage", "sqlite:///x.db", "--study", "s"])
-    settings = cli._settings(cli._spec_args(spec, worker), [load_profile("host-x86")], 1)
+    settings = cli._settings(cli._spec_args(spec, worker), [load_profile("host-x86")], [], 1)
     assert settings.space_bounds().min_depth == 2
 
 
