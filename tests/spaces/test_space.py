@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import optuna
 import pytest
@@ -33,6 +35,11 @@ def test_suggest_and_params_for_are_inverse_with_every_dimension(family_factory)
     space = TransformerSpace(model, *batch, bounds=ALL_DIMENSIONS)
     starts = space.warm_start()
     assert starts[0] == space.full_candidate()
+    # Then both ends of the front: the teacher in int8, and the smallest candidate the bounds allow.
+    assert starts[1] == dataclasses.replace(space.full_candidate(), precision="int8", calibration="avg")
+    smallest = starts[2]
+    assert (smallest.depth, set(smallest.heads), smallest.precision) == (1, {1}, "int8")
+    assert set(smallest.ffn) == {space.ffn_step} and smallest.hidden is not None and smallest.hidden < 32
     assert any(c.hidden is not None for c in starts) and any(c.precision == "int8" for c in starts)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
     for candidate in starts:
