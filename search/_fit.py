@@ -32,6 +32,7 @@ from devicefit.search._claims import CandidateClaims
 from devicefit.search._outputs import OutputSummary, write_outputs
 from devicefit.search._progress import Progress
 from devicefit.search._records import RECORD_ATTR, Objective, TrialRecord, objectives_for
+from devicefit.search._screening import SCREEN_ATTR, LadderSettings, latency_margin, objective_margins, screen
 from devicefit.search._samplers import DEFAULT_SAMPLER, describe_sampler, make_sampler
 from devicefit.search._study import (
     WORKER_ATTR,
@@ -81,6 +82,8 @@ class FitSettings:
             the devices (precisions: those every device runs with real kernels).
         predict: Ids of devices whose latency is predicted by their profile's predictor although they could
             be measured; devices reached by ``none`` are always predicted.
+        ladder: The fidelity ladder: screen every candidate cheaply, promote the promising ones
+            (:mod:`devicefit.search._screening`).
     """
 
     out: Path
@@ -99,6 +102,7 @@ class FitSettings:
     calibration_samples: int = 256
     space: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     predict: tuple[str, ...] = ()
+    ladder: LadderSettings = LadderSettings()
 
     def __post_init__(self) -> None:
         if self.trials < 1:
@@ -218,6 +222,9 @@ class Fit:
             predictor for the devices ``settings`` says to predict.
         space: The search space; by default a :class:`TransformerSpace` of the teacher.
         run_spec: What ``devicefit worker`` needs to join this search (stored in the study when it is created).
+        screening: The latency evaluator that screens candidates for devices that will be measured; by default
+            the device profile's predictor (through this run's Lite worker). Devices without a predictor, and
+            runs given their own ``latency`` but no ``screening``, are screened with their final figure.
 
     Raises:
         ValueError: Without ``latency``, a device to predict has no predictor in its profile.
@@ -232,6 +239,7 @@ class Fit:
         latency: LatencyEvaluator | None = None,
         space: SearchSpace | None = None,
         run_spec: dict[str, Any] | None = None,
+        screening: LatencyEvaluator | None = None,
     ) -> None:
         if latency is None:
             for device in settings.devices:
@@ -253,6 +261,9 @@ class Fit:
         self.accuracy = DistillationEvaluator(
             task.teacher, task.data, settings.distillation, metric=settings.metric, layout=layout
         )
+        self._promotion: DistillationEvaluator | None = None
+        self._screening = screening
+        self._predictor: LatencyEvaluator | None = None  # the default screening: profiles' predictors
         self._claims: CandidateClaims | None = None
         self._started = time.monotonic()
         self._trial_seconds: list[float] = []
@@ -320,6 +331,7 @@ class Fit:
             ("budget", s.budget.describe()),
             ("accuracy", f"{as_metric(s.metric).name} on val after {s.distillation.fidelity} (distillation fine-tune on train)"),
             ("latency", self._describe_latency()),
+            ("ladder", s.ladder.describe(self.screened_devices())),
             ("output", str(s.out)),
         ]
         if s.storage:
@@ -546,6 +558,21 @@ class Fit:
         study.tell(trial, earlier.values)
         self.progress.trial(trial.number, record, duplicate_of=earlier.number)
 
+    def _screening_front(self, study: Any, number: int) -> list[tuple[int, list[float]]]:
+        """Screening values of the study's other evaluated trials that meet the budget (what can rule out)."""
+        import optuna
+
+        if not self.settings.ladder.enabled:
+            return []
+        others = []
+        for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            if trial.number == number or SCREEN_ATTR not in trial.user_attrs or "duplicate_of" in trial.user_attrs:
+                continue
+            if any(float(v) > 0 for k, v in trial.system_attrs.items() if k.startswith("constraints")):
+                continue
+            others.append((trial.number, [float(v) for v in trial.user_attrs[SCREEN_ATTR]]))
+        return others
+
     def _one_trial(self, study: Any) -> None:
         import optuna
 
@@ -574,7 +601,7 @@ class Fit:
                 if earlier is not None:
                     self._tell_duplicate(study, trial, earlier)
                     return
-                record = self.evaluate(candidate)
+                record = self.evaluate(candidate, self._screening_front(study, number))
             except (KeyboardInterrupt, LiteUnavailableError) as exc:
                 # Not this candidate's fault: the run stops, and the trial does not use up the budget.
                 trial.set_user_attr("error", "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc))
@@ -589,6 +616,8 @@ class Fit:
                 return
             for name, value in record.user_attrs().items():
                 trial.set_user_attr(name, value)
+            if record.screening is not None:
+                trial.set_user_attr(SCREEN_ATTR, record.screening["values"])
             budget = self.settings.budget
             if not budget.empty:
                 violations = budget.violations(
@@ -604,24 +633,113 @@ class Fit:
             study.tell(trial, record.values(self.settings.objectives))
             self.progress.trial(number, record)
 
-    def evaluate(self, candidate: Candidate) -> TrialRecord:
-        """Build, fine-tune, deploy (export at the candidate's precision) and measure one candidate."""
+    # -- one candidate: screening, then (if promising) promotion ---------------------------------------------
+
+    @property
+    def promotion(self) -> DistillationEvaluator:
+        """The longer fine-tune of promoted candidates (continues the screening rung's training)."""
+        if self._promotion is None:
+            extra = dataclasses.replace(self.settings.distillation, epochs=self.settings.ladder.promote_epochs)
+            self._promotion = DistillationEvaluator(
+                self.task.teacher, self.task.data, extra, metric=self.settings.metric,
+                layout=getattr(self.space, "layout", None),
+            )
+        return self._promotion
+
+    def _screening_evaluator(self, device: DeviceProfile) -> LatencyEvaluator | None:
+        """What screens ``device``'s latency, or None when the screening figure is the final one."""
+        if not self.settings.ladder.enabled or self.settings.predicted(device):
+            return None
+        if self._screening is not None:
+            return self._screening
+        if device.predictor is None:
+            return None
+        if self._latency is None:
+            self.latency  # noqa: B018  (starts the run's own Lite worker, which the predictor converts with)
+        if self._owned_worker is None:  # the caller's own latency evaluator and no screening one
+            return None
+        if self._predictor is None:
+            from devicefit.evaluators._predicted import PredictedLatency
+
+            self._predictor = PredictedLatency(self._owned_worker)
+        return self._predictor
+
+    def screened_devices(self) -> list[str]:
+        """Devices whose screening latency is predicted and replaced by the final figure on promotion."""
+        ladder = self.settings.ladder
+        return [d.id for d in self.settings.devices
+                if ladder.enabled and not self.settings.predicted(d) and (
+                    self._screening is not None
+                    or (d.predictor is not None and (self._latency is None or self._owned_worker is not None))
+                )]
+
+    def _margins(self, values: list[float]) -> list[float]:
+        relative = {
+            d.id: latency_margin(d, final_is_predicted=self._screening_evaluator(d) is None) for d in self.settings.devices
+        }
+        names = [o.name for o in self.settings.objectives]
+        return objective_margins(names, values, self.settings.ladder.accuracy_margin, relative)
+
+    def evaluate(self, candidate: Candidate, others: list[tuple[int, list[float]]] | None = None) -> TrialRecord:
+        """Build, fine-tune, deploy (export at the candidate's precision) and measure one candidate.
+
+        With the ladder on, the candidate is first screened (search rung, predicted latency where a device will
+        be measured); it is promoted (longer fine-tune, new export, final latency) unless ``others`` (other
+        trials' screening values) rule it out: see :mod:`devicefit.search._screening`.
+        """
         started = time.perf_counter()
+        ladder = self.settings.ladder
         student = self.space.materialize(candidate)
-        accuracy = self.accuracy.evaluate(student, teacher_layers=candidate.layers)
+        trained = self.accuracy.evaluate(student, teacher_layers=candidate.layers)
         relative_dir = Path("candidates") / candidate.key()
         directory = self.settings.out / relative_dir
         artifact = self.space.deploy(student, candidate, self.task.input_spec, directory)
-        if artifact.fidelity_tag:
-            accuracy = self._deployed_accuracy(artifact, accuracy)
+        accuracy = self._deployed_accuracy(artifact, trained) if artifact.fidelity_tag else trained
         sample_inputs = []
         for index, array in enumerate(self.task.data.val.take(slice(0, 1)).inputs):
             path = directory / f"sample_input_{index}.npy"
             np.save(path, array)
             sample_inputs.append(path)
+        screeners = {device.id: self._screening_evaluator(device) for device in self.settings.devices}
         latencies = {
-            device.id: self.latency.latency(artifact, device, sample_inputs) for device in self.settings.devices
+            device.id: (screeners[device.id] or self.latency).latency(artifact, device, sample_inputs)
+            for device in self.settings.devices
         }
+        record = self._record(candidate, student, accuracy, latencies, relative_dir, started)
+        if not ladder.enabled:
+            return record
+        values = record.values(self.settings.objectives)
+        decision = screen(values, others or [], maximize=[o.direction == "maximize" for o in self.settings.objectives],
+                          margins=self._margins(values))
+        screening = {"values": values, "accuracy": accuracy.accuracy, "accuracy_fidelity": accuracy.fidelity,
+                     "latency_ms": {d: r.latency_ms for d, r in latencies.items()},
+                     "latency_source": {d: r.source_label for d, r in latencies.items()}, "decision": decision.reason}
+        if not decision.promote:
+            return dataclasses.replace(record, screening=screening, screened_out=decision.reason)
+        if ladder.promote_epochs > 0:
+            extra = self.promotion.evaluate(student, teacher_layers=candidate.layers)
+            trained = AccuracyResult(
+                accuracy=extra.accuracy, split=extra.split, fidelity=f"{trained.fidelity}+{ladder.promote_epochs}ep",
+                seconds=trained.seconds + extra.seconds, details=extra.details, metric=extra.metric,
+            )
+            artifact = self.space.deploy(student, candidate, self.task.input_spec, directory)  # the new weights
+            accuracy = self._deployed_accuracy(artifact, trained) if artifact.fidelity_tag else trained
+            latencies = {
+                device.id: self.latency.latency(artifact, device, sample_inputs) for device in self.settings.devices
+            }
+        else:
+            latencies = {
+                device.id: self.latency.latency(artifact, device, sample_inputs) if screeners[device.id] else result
+                for device, result in zip(self.settings.devices, latencies.values())
+            }
+        record = self._record(candidate, student, accuracy, latencies, relative_dir, started)
+        return dataclasses.replace(record, screening=screening)
+
+    def _record(
+        self, candidate: Candidate, student: Any, accuracy: AccuracyResult, latencies: dict[str, Any],
+        relative_dir: Path, started: float,
+    ) -> TrialRecord:
+        directory = self.settings.out / relative_dir
         parameters = int(sum(int(np.prod(p.shape)) for p in student.parameters()))
         nonzero = int(sum(int(np.count_nonzero(p.numpy())) for p in student.parameters()))
         first_nb = directory / f"{self.settings.devices[0].id}.nb"

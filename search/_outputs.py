@@ -98,7 +98,7 @@ def evaluated_records(study: Any) -> list[Evaluated]:
 
 def pareto_records(records: list[Evaluated], objectives: list[Objective]) -> list[Evaluated]:
     """The non-dominated records among those that meet the budget, best accuracy first."""
-    candidates = [item for item in records if item.feasible]
+    candidates = [item for item in records if item.feasible and item.record.screened_out is None]
     if not candidates:
         return []
     values = np.array([item.record.values(objectives) for item in candidates])

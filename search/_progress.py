@@ -61,6 +61,8 @@ class Progress:
             f"{device} {result.latency_ms:.3f} ms ({result.source_label})" for device, result in record.latencies.items()
         )
         again = f"  (same candidate as trial #{duplicate_of}, not rebuilt)" if duplicate_of is not None else ""
+        if record.screened_out is not None:
+            again += f"  screened out: {record.screened_out}"
         self._print(
             f"{self._prefix(number)} {record.key}  acc {record.accuracy.accuracy:.4f} "
             f"({record.accuracy.fidelity}, {record.accuracy.split})  {latencies}  "

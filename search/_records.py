@@ -67,6 +67,10 @@ class TrialRecord:
         compressed_size_bytes: The first device's ``.nb`` compressed with zlib (level 6), in bytes: the size
             a compressed download carries, which zeros and narrower weights shrink even where the ``.nb``
             itself does not. ``None`` in records of older versions.
+        screening: What the fidelity ladder's screening found (values in objective order, accuracy and its
+            fidelity, latency and its source per device, the decision); ``None`` with the ladder off.
+        screened_out: Why the ladder did not promote the candidate (then its figures are the screening ones and
+            it is never on the front); ``None`` when promoted or without a ladder.
     """
 
     candidate: Candidate
@@ -78,6 +82,8 @@ class TrialRecord:
     seconds: float
     nonzero_parameters: int | None = None
     compressed_size_bytes: int | None = None
+    screening: dict[str, Any] | None = None
+    screened_out: str | None = None
 
     @property
     def key(self) -> str:
@@ -111,6 +117,8 @@ class TrialRecord:
             "seconds": self.seconds,
             "nonzero_parameters": self.nonzero_parameters,
             "compressed_size_bytes": self.compressed_size_bytes,
+            "screening": self.screening,
+            "screened_out": self.screened_out,
         }
 
     @classmethod
@@ -125,6 +133,8 @@ class TrialRecord:
             seconds=float(data["seconds"]),
             nonzero_parameters=data.get("nonzero_parameters"),
             compressed_size_bytes=data.get("compressed_size_bytes"),
+            screening=data.get("screening"),
+            screened_out=data.get("screened_out"),
         )
 
     def user_attrs(self) -> dict[str, Any]:
@@ -135,6 +145,8 @@ class TrialRecord:
             "accuracy_fidelity": self.accuracy.fidelity,
             "size_bytes": self.size_bytes,
         }
+        if self.screened_out is not None:
+            attrs["screened_out"] = self.screened_out
         if self.compressed_size_bytes is not None:
             attrs["compressed_size_bytes"] = self.compressed_size_bytes
         for device, result in self.latencies.items():

@@ -132,7 +132,7 @@ def front_views(views: Sequence[TrialView], objectives: Sequence[Objective]) -> 
 
     The rule of ``pareto.csv`` (``_outputs.pareto_records``), applied to the stored records.
     """
-    candidates = [view for view in views if view.evaluated and view.feasible]
+    candidates = [view for view in views if view.evaluated and view.feasible and not (view.record or {}).get("screened_out")]
     if not candidates:
         return []
     values = np.array([[record_value(view.record or {}, o.name) for o in objectives] for view in candidates])

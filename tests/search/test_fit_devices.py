@@ -19,6 +19,7 @@ from devicefit.evaluators._accuracy import DistillationSettings
 from devicefit.evaluators._protocol import MeasureSettings
 from devicefit.search._fit import Fit, FitSettings
 from devicefit.search._progress import Progress
+from devicefit.search._screening import LadderSettings
 from devicefit.search._task import Task
 from tests.fakes.devices import make_fake_board, make_fake_phone
 
@@ -57,6 +58,7 @@ def test_one_search_measures_host_phone_and_board(tmp_path, monkeypatch, toy_tas
         settings = FitSettings(
             out=out, devices=devices, trials=1, study_name=study_name,
             distillation=DistillationSettings(epochs=1), measure=QUICK,
+            ladder=LadderSettings(enabled=False),  # one measurement per device (the ladder is test_fit_ladder's)
         )
         with Fit(toy_task, settings, progress=Progress(1, quiet=True)) as run:
             assert run.run().completed == 1

@@ -22,6 +22,7 @@ from devicefit.evaluators._lite_client import LiteWorker
 from devicefit.evaluators._types import LatencyResult
 from devicefit.search._fit import Fit, FitSettings, rejection_reason
 from devicefit.search._progress import Progress
+from devicefit.search._screening import LadderSettings
 from devicefit.search._task import Task
 from devicefit.spaces import Candidate, SpaceBounds, TransformerSpace
 
@@ -80,6 +81,7 @@ def _fit(task: Task, out: Path, devices: tuple[DeviceProfile, ...], bounds: Spac
         distillation=DistillationSettings(epochs=1),
         measure=MeasureSettings(warmup=1, blocks=1, runs_per_block=3),
         calibration_samples=64,
+        ladder=LadderSettings(enabled=False),  # precision mechanics only; the ladder is test_fit_ladder's
     )
     calibration = task.data.train.take(slice(0, 64))
     space = TransformerSpace(task.teacher, calibration.inputs, calibration.labels, bounds=bounds)
