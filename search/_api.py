@@ -97,6 +97,7 @@ def fit(
     time_seconds: float | None = None,
     latency_objective: str = "per-device",
     space: Mapping[str, Any] | None = None,
+    ladder: Any | None = None,
     storage: str | None = None,
     study: str = "devicefit",
     quiet: bool = False,
@@ -125,6 +126,8 @@ def fit(
         latency_objective: ``per-device`` or ``worst``.
         space: Bounds of the search space (fields of :class:`devicefit.spaces.SpaceBounds`, e.g.
             ``{"min_depth": 2, "precisions": ["fp32", "int8"]}``); the rest are chosen from the model and devices.
+        ladder: A :class:`~devicefit.search._screening.LadderSettings` (default: on, 2 promotion epochs);
+            ``LadderSettings(enabled=False)`` evaluates every candidate fully.
         storage: Optuna storage URL (default: ``<out>/study.db``).
         study: Study name.
         quiet: No progress lines.
@@ -140,6 +143,7 @@ def fit(
     from devicefit.evaluators._accuracy import DEFAULT_DISTILLATION
     from devicefit.search._budget import Budget
     from devicefit.search._config import space_overrides
+    from devicefit.search._screening import LadderSettings
     from devicefit.search._fit import Fit, FitSettings
     from devicefit.search._progress import Progress
     from devicefit.search.cli import DEFAULT_EXAMPLE, check_output_folder
@@ -158,6 +162,7 @@ def fit(
             ),
             predict=tuple(predict),
             space=space_overrides(dict(space or {}), None, source="space"),
+            ladder=ladder or LadderSettings(),
         )
     except ValueError as exc:
         raise BadInput(str(exc)) from None
@@ -169,7 +174,8 @@ def fit(
                     "seed": seed, "sampler": sampler, "epochs": epochs,
                     "max_latency": [f"{device}={ms}ms" for device, ms in limits.latency_ms.items()] or None,
                     "max_size": limits.size_bytes, "max_accuracy_drop": limits.max_accuracy_drop,
-                    "latency_objective": latency_objective, "predict": list(predict), "space": settings.space, "out": str(out_path.resolve())}
+                    "latency_objective": latency_objective, "predict": list(predict), "space": settings.space,
+                    "promote_epochs": settings.ladder.promote_epochs, "no_ladder": not settings.ladder.enabled, "out": str(out_path.resolve())}
     try:
         run = Fit(task, settings, progress=Progress(trials, quiet=quiet), latency=latency, run_spec=run_spec)
     except ValueError as exc:  # DataError (the data does not fit the model), BoundsError: the caller's to fix

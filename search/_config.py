@@ -66,6 +66,8 @@ class FitConfig:
     study: str | None = None
     seed: int | None = None
     epochs: int | None = None
+    promote_epochs: int | None = None
+    no_ladder: bool | None = None
     quiet: bool | None = None
     space: dict[str, Any] | None = None
 
@@ -74,7 +76,7 @@ class FitConfig:
 
         if self.trials is not None:
             _flag_check("trials", cli._positive_int, str(self.trials))
-        for name in ("seed", "epochs"):
+        for name in ("seed", "epochs", "promote_epochs"):
             if getattr(self, name) is not None:
                 _flag_check(name, cli._non_negative_int, str(getattr(self, name)))
         if self.time is not None:
@@ -167,7 +169,7 @@ def apply_config(args: argparse.Namespace, config: FitConfig, folder: Path, expl
         values["out"] = Path(relative(config.out))
     if config.space is not None:
         values["space_file"] = config.space
-    for name in ("sampler", "latency_objective", "storage", "study", "seed", "epochs", "quiet"):
+    for name in ("sampler", "latency_objective", "storage", "study", "seed", "epochs", "promote_epochs", "no_ladder", "quiet"):
         if getattr(config, name) is not None:
             values[name] = getattr(config, name)
     merged = vars(args).copy()

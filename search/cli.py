@@ -163,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the sampler and fine-tunes (default: 0)")
     fit.add_argument("--epochs", type=_non_negative_int, default=None, metavar="N",
                      help="distillation epochs per candidate during the search (default: the default accuracy rung's)")
+    fit.add_argument("--promote-epochs", type=_non_negative_int, default=None, metavar="N",
+                     help="further distillation epochs for candidates the fidelity ladder promotes (default: 2)")
+    fit.add_argument("--no-ladder", action="store_true",
+                     help="no fidelity ladder: measure and fine-tune every candidate fully (slower)")
     fit.add_argument("--quiet", action="store_true", help="no progress lines")
     fit.add_argument("--json", action="store_true", help="print the result as JSON on standard output")
     commands.add_parser(
@@ -383,6 +387,8 @@ def _run_spec(args: argparse.Namespace, device_ids: Sequence[str], source: Any) 
         "seed": args.seed,
         "sampler": args.sampler,
         "epochs": args.epochs,
+        "promote_epochs": getattr(args, "promote_epochs", None),
+        "no_ladder": bool(getattr(args, "no_ladder", False)),
         "max_latency": args.max_latency,
         "max_size": args.max_size,
         "max_accuracy_drop": args.max_accuracy_drop,
@@ -391,6 +397,14 @@ def _run_spec(args: argparse.Namespace, device_ids: Sequence[str], source: Any) 
         "predict": list(args.predict or []),
         "out": str(args.out.resolve()),
     }
+
+
+def _ladder(args: argparse.Namespace) -> Any:
+    from devicefit.search._screening import LadderSettings
+
+    promote = getattr(args, "promote_epochs", None)
+    return LadderSettings(enabled=not getattr(args, "no_ladder", False),
+                          **({} if promote is None else {"promote_epochs": promote}))
 
 
 def _space(args: argparse.Namespace) -> dict[str, Any]:
@@ -424,6 +438,7 @@ def _settings(args: argparse.Namespace, devices: list[Any], predicted: Sequence[
             space=_space(args),
             distillation=dataclasses.replace(DEFAULT_DISTILLATION, epochs=epochs, seed=args.seed),
             predict=tuple(predicted),
+            ladder=_ladder(args),
         )
     except ValueError as exc:
         raise BadInput(str(exc)) from None
