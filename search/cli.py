@@ -599,6 +599,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("devicefit: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `devicefit devices list | head`: the reader left; nothing is wrong with the run
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (so the interpreter's final flush does not fail again)
+        return EXIT_OK
     except Exception as exc:  # noqa: BLE001  (never a traceback on the terminal; it goes to error.log)
         return _report_failure(exc, getattr(args, "out", None))
 

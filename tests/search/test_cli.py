@@ -122,3 +122,14 @@ def test_phones_and_boards_are_checked_before_anything_runs(tmp_path) -> None:
         assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
         assert lines[0].startswith(f"devicefit: error: --device {profile}: ")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_reader_that_leaves_early_is_not_an_error() -> None:
+    """``devicefit devices list | head -1``: the pipe closes before devicefit writes; exit 0, nothing on stderr."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([*DEVICEFIT, "devices", "list"], stdout=write_end, stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr.decode()) == (0, "")
