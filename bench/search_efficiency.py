@@ -1,0 +1,238 @@
+"""How fast each sampler finds the front: hypervolume after N trials, NSGA-II (default), TPE, GP and random.
+
+Each sampler searches the digits-ViT example's space for a phone whose latency is *predicted* by its device
+profile (``sd865-cpu-4t``: no phone here, and prediction keeps a trial to a few seconds), with the same
+objectives, trial budget and reference point, over several seeds. A candidate is evaluated for real, exactly
+as ``devicefit fit`` evaluates it during the search (materialize, the search's accuracy rung, export at its
+precision, Paddle Lite conversion, predicted latency); its objective values are cached by candidate key, so
+a candidate that several runs reach is built once (a run's trajectory is unaffected: the values are the same).
+
+    .venv/bin/python bench/search_efficiency.py [--trials 40] [--seeds 3] [--samplers nsga2,tpe,gp,random]
+
+Reference: the hypervolume of the front of *every* point evaluated in this invocation (all samplers and
+seeds: the best front known), with the reference point at accuracy 0, and 1.1 x the teacher's latency and
+size. ``trials_to_95`` is the first trial after which a run's hypervolume reaches 95% of it; the median over
+seeds is reported (a run that never reaches it counts as ``trials + 1``, and the figure is printed ``>N``).
+Every run starts like ``devicefit fit`` does (the space's warm-start points are enqueued first), except the
+``random`` baseline, which is plain random search; ``random+warm`` (random with the warm start) is printed
+for comparison.
+
+Last line: ``RESULT trials_to_95_default=<n> trials_to_95_random=<n>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from devicefit.search._hypervolume import hypervolume
+from devicefit.search._samplers import DEFAULT_SAMPLER, make_sampler
+
+DEVICE = "sd865-cpu-4t"
+BASELINE = "random"
+WARM_BASELINE = "random+warm"
+
+
+class SearchObjective:
+    """The search's own evaluation of a candidate for one device, cached by candidate key.
+
+    Args:
+        out: Folder for the candidates' files.
+        device: Device profile id (a device this machine cannot reach, so latency is predicted).
+        epochs: Accuracy rung epochs; ``None`` keeps the search's default.
+    """
+
+    def __init__(self, out: Path, device: str, *, epochs: int | None = None) -> None:
+        import dataclasses
+
+        from devicefit.device_profiles import load_profile
+        from devicefit.examples import load_example
+        from devicefit.search._fit import Fit, FitSettings
+        from devicefit.search._progress import Progress
+        from devicefit.search._screening import LadderSettings
+
+        # The ladder off: every candidate scored at the search's screening rung (the device is predicted anyway),
+        # so every sampler is compared on the same figures.
+        settings = FitSettings(out=out, devices=(load_profile(device),), trials=1, ladder=LadderSettings(enabled=False))
+        if epochs is not None:
+            settings = dataclasses.replace(settings, distillation=dataclasses.replace(settings.distillation,
+                                                                                      epochs=epochs))
+        self.settings = settings
+        self.task = load_example("digits-vit", seed=0)
+        self.fit = Fit(self.task, settings, progress=Progress(1, quiet=True))
+        self.space = self.fit.space
+        self.names = [o.name for o in settings.objectives]
+        self.directions = [o.direction for o in settings.objectives]
+        self._cache: dict[str, list[float] | None] = {}
+        self.evaluations = 0
+        self.hits = 0
+        self.latency_sources: set[str] = set()
+
+    def describe(self) -> str:
+        return f"digits-vit -> {self.settings.device_ids[0]}; space: {self.space.describe()}"  # type: ignore[attr-defined]
+
+    def teacher_values(self) -> list[float]:
+        values = self(self.space.full_candidate())  # type: ignore[attr-defined]
+        if values is None:
+            raise RuntimeError("the teacher itself cannot be evaluated for this device")
+        return values
+
+    def __call__(self, candidate: object) -> list[float] | None:
+        from devicefit.search._fit import rejection_reason
+
+        key = candidate.key()  # type: ignore[attr-defined]
+        if key in self._cache:
+            self.hits += 1
+            return self._cache[key]
+        values: list[float] | None = None
+        if rejection_reason(candidate, self.settings.devices) is None:  # type: ignore[arg-type]
+            record = self.fit.evaluate(candidate)  # type: ignore[arg-type]
+            self.latency_sources.update(r.source for r in record.latencies.values())
+            values = record.values(self.settings.objectives)
+        self.evaluations += 1
+        self._cache[key] = values
+        return values
+
+    def close(self) -> None:
+        self.fit.close()
+
+
+def minimized(values: Sequence[float], directions: Sequence[str]) -> list[float]:
+    return [-v if d == "maximize" else v for v, d in zip(values, directions)]
+
+
+def trials_to_reach(history: Sequence[float], target: float) -> int | None:
+    """1-based trial after which ``history`` (hypervolume per trial) first reaches ``target``; None: never."""
+    for index, value in enumerate(history):
+        if value >= target:
+            return index + 1
+    return None
+
+
+def hypervolume_history(points: Sequence[Sequence[float]], reference: Sequence[float]) -> list[float]:
+    """Hypervolume of the first k points, for every k (points already minimized)."""
+    return [hypervolume(np.asarray(points[: k + 1], dtype=float), reference) for k in range(len(points))]
+
+
+def run_search(
+    sampler_name: str,
+    seed: int,
+    trials: int,
+    *,
+    evaluate: Callable[[object], list[float] | None],
+    space: object,
+    directions: Sequence[str],
+    warm_start: bool,
+) -> list[list[float]]:
+    """One search of ``trials`` trials; returns each completed trial's objective values (minimized), in order.
+
+    A candidate the evaluation rejects (``None``) is a pruned trial and counts towards the budget, as in a fit.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = make_sampler("random" if sampler_name == WARM_BASELINE else sampler_name, seed=seed, trials=trials)
+    study = optuna.create_study(directions=list(directions), sampler=sampler)
+    if warm_start:
+        for candidate in space.warm_start()[:trials]:  # type: ignore[attr-defined]
+            study.enqueue_trial(space.params_for(candidate), skip_if_exists=True)  # type: ignore[attr-defined]
+    points: list[list[float]] = []
+    for _ in range(trials):
+        trial = study.ask()
+        candidate = space.suggest(trial)  # type: ignore[attr-defined]
+        values = evaluate(candidate)
+        if values is None:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            points.append(points[-1] if points else [float("inf")] * len(directions))
+            continue
+        study.tell(trial, values)
+        points.append(minimized(values, directions))
+    return points
+
+
+def summarize(
+    runs: dict[str, list[list[list[float]]]], reference: Sequence[float], trials: int
+) -> tuple[float, dict[str, list[int | None]], dict[str, list[list[float]]]]:
+    """Reference hypervolume (front of every point), trials to 95% of it per run, and each run's history."""
+    finite = [p for sampler_runs in runs.values() for run in sampler_runs for p in run if np.all(np.isfinite(p))]
+    best = hypervolume(np.asarray(finite, dtype=float), reference)
+    reached: dict[str, list[int | None]] = {}
+    histories: dict[str, list[list[float]]] = {}
+    for name, sampler_runs in runs.items():
+        histories[name] = [
+            hypervolume_history([p if np.all(np.isfinite(p)) else list(reference) for p in run], reference)
+            for run in sampler_runs
+        ]
+        reached[name] = [trials_to_reach(h, 0.95 * best) for h in histories[name]]
+    return best, reached, histories
+
+
+def median_trials(reached: Sequence[int | None], trials: int) -> tuple[float, str]:
+    value = statistics.median([r if r is not None else trials + 1 for r in reached])
+    return value, (f">{trials}" if value > trials else f"{value:g}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=40, help="trials per run (default: 40)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per sampler (default: 3)")
+    parser.add_argument("--samplers", default="nsga2,tpe,gp,random,random+warm", help="comma-separated")
+    parser.add_argument("--epochs", type=int, default=None, help="accuracy rung epochs (default: the search's)")
+    parser.add_argument("--json", type=Path, help="also write every run's history here")
+    args = parser.parse_args(argv)
+    samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
+    if DEFAULT_SAMPLER not in samplers or BASELINE not in samplers:
+        parser.error(f"--samplers must include {DEFAULT_SAMPLER} and {BASELINE}")
+
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="devicefit-search-eff-") as tmp:
+        objective = SearchObjective(Path(tmp), DEVICE, epochs=args.epochs)
+        print(f"# {objective.describe()}", flush=True)
+        teacher = objective.teacher_values()
+        directions = objective.directions
+        reference = [0.0 if d == "maximize" else 1.1 * v for v, d in zip(teacher, directions)]
+        print(f"# objectives {objective.names}; reference point {reference} (minimized form: accuracy negated)",
+              flush=True)
+        runs: dict[str, list[list[list[float]]]] = {name: [] for name in samplers}
+        for seed in range(args.seeds):
+            for name in samplers:
+                t0 = time.monotonic()
+                points = run_search(name, seed, args.trials, evaluate=objective, space=objective.space,
+                                    directions=directions, warm_start=name not in (BASELINE,))
+                runs[name].append(points)
+                print(f"# {name:12s} seed {seed}: {time.monotonic() - t0:6.1f} s, "
+                      f"{objective.evaluations} candidates built so far, {objective.hits} cache hits", flush=True)
+        best, reached, histories = summarize(runs, reference, args.trials)
+        print(f"# latency of every candidate: {', '.join(sorted(objective.latency_sources))} "
+              f"({objective.evaluations} candidates built, {objective.hits} cache hits)")
+        objective.close()
+    print(f"# reference hypervolume (front of all {sum(len(r) for v in runs.values() for r in v)} evaluated points):"
+          f" {best:.6g}")
+    checkpoints = [k for k in (5, 10, 20, 30, 40, 60, 80, 100) if k <= args.trials]
+    print("sampler       " + "".join(f"  HV@{k:<4d}" for k in checkpoints) + "  trials_to_95 (per seed; median)")
+    medians: dict[str, str] = {}
+    for name in samplers:
+        mean_at = [statistics.mean(h[k - 1] for h in histories[name]) / best for k in checkpoints]
+        value, text = median_trials(reached[name], args.trials)
+        medians[name] = text
+        per_seed = ", ".join(str(r) if r is not None else f">{args.trials}" for r in reached[name])
+        print(f"{name:12s}  " + "".join(f"  {m:6.3f}" for m in mean_at) + f"  {per_seed}; median {text}")
+    print(f"# {args.trials} trials x {args.seeds} seeds per sampler; HV@k is the mean over seeds of the hypervolume "
+          f"after k trials / reference; {time.monotonic() - started:.0f} s wall on this machine")
+    if args.json:
+        args.json.write_text(json.dumps({"reference_hypervolume": best, "histories": histories,
+                                         "trials_to_95": reached}, indent=1))
+    print(f"RESULT trials_to_95_default={medians[DEFAULT_SAMPLER]} trials_to_95_random={medians[BASELINE]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
