@@ -92,7 +92,8 @@ def test_fit_the_digits_example_from_the_command_line(tmp_path) -> None:
     assert rows[0]["key"] in result.stdout
     members = json.loads((out / "pareto.json").read_text())["members"]
     for member in members:
-        assert Path(out / member["files"]["nb:host-x86"]).stat().st_size > 100_000
+        # A real Paddle Lite model: even the smallest candidate (the second warm start, 1 layer) is ~58 KB.
+        assert Path(out / member["files"]["nb:host-x86"]).stat().st_size > 20_000
         assert member["test_accuracy"]["split"] == "test"
     # The first trial is the teacher (warm start); one distillation epoch keeps it near its 95% validation accuracy.
     assert float(rows[0]["accuracy"]) >= 0.9
