@@ -128,20 +128,17 @@ class FitSettings:
 
     def space_bounds(self) -> SpaceBounds:
         """The space's bounds: the user's ``space`` over the defaults chosen for the devices."""
+        from devicefit.device_profiles._schema import from_mapping
+
         runnable = common_precisions(self.devices)
-        chosen = dict(self.space)
-        if "precisions" in chosen:
-            chosen["precisions"] = tuple(chosen["precisions"])
-            refused = [p for p in chosen["precisions"] if p not in runnable]
-            if refused:
-                raise ValueError(
-                    f"space precisions {', '.join(refused)}: not run by every target device "
-                    f"({', '.join(self.device_ids)} all run: {', '.join(runnable)})"
-                )
-        for name in ("sparsities", "calibrations", "weight_only_bits"):
-            if name in chosen:
-                chosen[name] = tuple(chosen[name])
-        return SpaceBounds(**{"precisions": runnable, **chosen})
+        refused = [p for p in self.space.get("precisions", ()) if p not in runnable]
+        if refused:
+            raise ValueError(
+                f"space precisions {', '.join(refused)}: not run by every target device "
+                f"({', '.join(self.device_ids)} all run: {', '.join(runnable)})"
+            )
+        # The schema turns the plain values (lists from YAML, flags or a run spec) into SpaceBounds' types.
+        return from_mapping({"precisions": list(runnable), **self.space}, SpaceBounds, source="space", what="space bounds")
 
     @property
     def device_ids(self) -> tuple[str, ...]:
@@ -729,8 +726,9 @@ class Fit:
             }
         else:
             latencies = {
-                device.id: self.latency.latency(artifact, device, sample_inputs) if screeners[device.id] else result
-                for device, result in zip(self.settings.devices, latencies.values())
+                device.id: self.latency.latency(artifact, device, sample_inputs) if screeners[device.id]
+                else latencies[device.id]
+                for device in self.settings.devices
             }
         record = self._record(candidate, student, accuracy, latencies, relative_dir, started)
         return dataclasses.replace(record, screening=screening)
