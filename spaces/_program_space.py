@@ -75,7 +75,7 @@ def program_bounds(bounds: SpaceBounds, given: Collection[str] = ()) -> SpaceBou
     structural = sorted(set(given) & set(STRUCTURAL_BOUNDS))
     if structural:
         raise BoundsError(f"{', '.join(structural)}: an inference program without its code keeps its structure "
-                          f"(depth, heads, FFN and hidden width {NEEDS_CODE.split(' (')[0]})")
+                          "(depth, heads, FFN and hidden width need the model's code: give --model file.py:factory)")
     if "sparsities" not in given:
         bounds = dataclasses.replace(bounds, sparsities=PROGRAM_SPARSITIES)
     return bounds
