@@ -71,6 +71,9 @@ def test_the_space_suggests_only_the_open_dimensions(digits_program) -> None:
     keys = {c.key() for c in drawn}
     assert len(keys) == len(set(drawn)) and all(k.startswith("prog-") for k in keys)  # one key per candidate
     assert Candidate.from_dict(drawn[0].to_dict()) == drawn[0]
+    assert len({tuple(space.encode(c)) for c in drawn}) == len(set(drawn))  # encode tells candidates apart
+    with pytest.raises(ValueError, match="this space cannot suggest layers 0 heads 1 ffn 16 fp32"):
+        space.params_for(Candidate((0,), (1,), (16,)))  # a cut candidate: a program cannot be cut
 
     fp32_only = _space(digits_program, SpaceBounds())  # a device that runs only fp32 (host-x86)
     trial = study.ask()
