@@ -5,6 +5,7 @@ Accuracy is a ladder, cheap to exact; every figure carries the rung that produce
   2. :class:`DistillationEvaluator`: a short distillation fine-tune, scored on validation.
   3. :class:`FinalEvaluator` (fp32) and :class:`QuantAwareEvaluator` (int8, QAT): the full fine-tune, and
      the held-out test figure; for candidates that could be Pareto-optimal only.
+A student that cannot be trained (a program without its code) is scored as built: :class:`NoFinetuneEvaluator`.
 Data: :class:`TaskData` (fixed splits), built from arrays, a ``paddle.io.Dataset`` or a CSV/NPZ file
 (:func:`split_arrays`, :func:`from_dataset`, :func:`load_task_data`) and checked against the model
 (:func:`check_task_data`). Metrics: :data:`ACCURACY`, :data:`MACRO_F1` or any callable.
@@ -24,6 +25,7 @@ from devicefit.evaluators._accuracy import (
     DEFAULT_DISTILLATION,
     AccuracyEvaluator,
     DistillationEvaluator,
+    NoFinetuneEvaluator,
     predict_logits,
 )
 from devicefit.evaluators._adb import AdbRunner
@@ -88,6 +90,7 @@ __all__ = [
     "LatencySource",
     "Lease",
     "LeaseLostError",
+    "NoFinetuneEvaluator",
     "MeasureSettings",
     "MeasuredLatency",
     "MeasurementError",

@@ -37,6 +37,7 @@ __all__ = [
     "AccuracyEvaluator",
     "DistillationEvaluator",
     "DistillationSettings",
+    "NoFinetuneEvaluator",
     "predict_logits",
     "test_accuracy",
     "top1_accuracy",
@@ -134,6 +135,41 @@ class DistillationEvaluator(AccuracyEvaluator):
         logits = predict_logits(student, self.data.val)
         details["val_agreement"] = teacher_agreement(logits, self.teacher_val_logits)
         details["val_kl"] = teacher_kl(logits, self.teacher_val_logits)
+        value = self.metric(logits, self.data.val.labels)
+        return AccuracyResult(value, "val", self.fidelity, time.perf_counter() - started, details, self.metric.name)
+
+
+class NoFinetuneEvaluator(AccuracyEvaluator):
+    """Scores the student as it was built, without training it: for students that cannot be fine-tuned.
+
+    Used for the candidates of an inference program without its code (Paddle 2.6 computes no gradient
+    through a ``jit.load``-ed program). The figure is the student's metric on ``val``; the details hold its
+    agreement with the teacher (``val_agreement``) and the KL divergence of its logits (``val_kl``, nats).
+
+    Args:
+        teacher: The trained model.
+        data: The task's splits (``val`` is scored).
+        metric: The figure reported as ``accuracy``.
+    """
+
+    def __init__(self, teacher: Any, data: TaskData, *, metric: Metric | str | MetricFunction = ACCURACY) -> None:
+        self.teacher = teacher
+        self.data = data
+        self.metric = as_metric(metric)
+        self._teacher_val_logits: np.ndarray | None = None
+
+    @property
+    def fidelity(self) -> str:
+        return "no-finetune"
+
+    def evaluate(self, student: Any, *, teacher_layers: Sequence[int] | None = None) -> AccuracyResult:
+        del teacher_layers
+        started = time.perf_counter()
+        if self._teacher_val_logits is None:
+            self._teacher_val_logits = predict_logits(self.teacher, self.data.val)
+        logits = predict_logits(student, self.data.val)
+        details = {"val_agreement": teacher_agreement(logits, self._teacher_val_logits),
+                   "val_kl": teacher_kl(logits, self._teacher_val_logits)}
         value = self.metric(logits, self.data.val.labels)
         return AccuracyResult(value, "val", self.fidelity, time.perf_counter() - started, details, self.metric.name)
 

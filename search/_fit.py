@@ -22,6 +22,7 @@ import numpy as np
 
 from devicefit.device_profiles._profile import DeviceProfile
 from devicefit.evaluators._accuracy import DEFAULT_DISTILLATION, DistillationEvaluator, DistillationSettings, predict_logits
+from devicefit.evaluators._accuracy import NoFinetuneEvaluator
 from devicefit.evaluators._data import check_task_data
 from devicefit.evaluators._metrics import ACCURACY, Metric, MetricFunction, as_metric
 from devicefit.evaluators._latency import LatencyEvaluator, MeasureSettings, default_latency
@@ -199,6 +200,19 @@ def rejection_reason(candidate: Candidate, devices: tuple[DeviceProfile, ...]) -
     return None
 
 
+def _program_space(task: Task, settings: FitSettings) -> SearchSpace:
+    """The space of an inference program without its code: precision and sparsity (``spaces._program_space``).
+
+    Raises:
+        BoundsError: The user's bounds set a structural dimension, or leave nothing open.
+    """
+    from devicefit.spaces._program_space import ProgramSpace, program_bounds
+
+    assert task.program is not None
+    inputs, _ = _calibration_batch(task, settings.calibration_samples, settings.seed)
+    return ProgramSpace(task.program, inputs, bounds=program_bounds(settings.space_bounds(), set(settings.space)))
+
+
 def _calibration_batch(task: Task, samples: int, seed: int) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
     rng = np.random.default_rng(seed)
     train = task.data.train
@@ -249,6 +263,8 @@ class Fit:
         self._latency = latency
         self._owned_worker: Any = None
         check_task_data(task.data, task.input_spec, task.teacher)  # bad data fails here, before any training
+        if space is None and task.program is not None:
+            space = _program_space(task, settings)
         if space is None:
             inputs, labels = _calibration_batch(task, settings.calibration_samples, settings.seed)
             bounds = settings.space_bounds()
@@ -258,6 +274,11 @@ class Fit:
         self.accuracy = DistillationEvaluator(
             task.teacher, task.data, settings.distillation, metric=settings.metric, layout=layout
         )
+        if not space.finetunes:  # students are scored as built, and promotion fine-tunes nothing
+            self.accuracy = NoFinetuneEvaluator(task.teacher, task.data, metric=settings.metric)
+            self.settings = settings = dataclasses.replace(
+                settings, ladder=dataclasses.replace(settings.ladder, promote_epochs=0)
+            )
         self._promotion: DistillationEvaluator | None = None
         self._screening = screening
         self._predictor: LatencyEvaluator | None = None  # the default screening: profiles' predictors
@@ -333,7 +354,15 @@ class Fit:
         ]
         if s.storage:
             rows.append(("study", f"{s.study_name} in {s.storage}"))
+        if not self.space.finetunes:
+            rows = [(name, self._describe_no_finetune() if name == "accuracy" else value) for name, value in rows]
         return rows
+
+    def _describe_no_finetune(self) -> str:
+        """The banner's accuracy row when the space's students cannot be fine-tuned."""
+        reason = getattr(self.space, "no_finetune_reason", "the space's students cannot be trained")
+        return (f"{as_metric(self.settings.metric).name} on val of each candidate as built, not fine-tuned "
+                f"({self.accuracy.fidelity}: {reason}; --epochs does not apply)")
 
     def _describe_latency(self) -> str:
         """How each device's latency is obtained: the measurement protocol, or which predictor, labelled as every
@@ -414,6 +443,13 @@ class Fit:
 
         from devicefit.spaces._paddle import import_paddle
 
+        if task.program is not None:  # a program's candidates are not trained: one export, and as much again
+            from devicefit.spaces._program_space import export_program_layer
+
+            with tempfile.TemporaryDirectory() as folder:
+                started = time.perf_counter()
+                export_program_layer(task.program, task.teacher, Path(folder))
+                return 2 * (time.perf_counter() - started)
         paddle = import_paddle()
         model = copy.deepcopy(task.teacher)
         model.train()

@@ -217,7 +217,7 @@ def _csv_text(members: list[ParetoMember], devices: tuple[str, ...]) -> str:
     for member in members:
         record, candidate = member.record, member.record.candidate
         row: list[Any] = [
-            record.key, member.trial, candidate.depth,
+            record.key, member.trial, "" if candidate.program else candidate.depth,  # a program's depth is unknown
             " ".join(map(str, candidate.layers)), " ".join(map(str, candidate.heads)),
             " ".join(map(str, candidate.ffn)), candidate.precision,
             "" if candidate.hidden is None else candidate.hidden, f"{candidate.sparsity:g}", candidate.calibration or "",

@@ -410,6 +410,9 @@ def _member_rows(
 
 def _describe_candidate(candidate: Mapping[str, Any]) -> str:
     parts = []
+    if candidate.get("program"):  # the teacher's own inference program: no structure of its own to show
+        parts.append("the teacher's program (no code)")
+        candidate = {k: v for k, v in candidate.items() if k not in ("program", "layers", "heads", "ffn")}
     for name in ("layers", "heads", "ffn"):
         if name in candidate:
             parts.append(f"{name} {'/'.join(map(str, candidate[name]))}")

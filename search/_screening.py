@@ -68,9 +68,10 @@ class LadderSettings:
             return "off: every candidate gets the final latency and the longer fine-tune"
         latency = (f"latency predicted for {', '.join(screened_devices)}, measured when promoted; "
                    if screened_devices else "")
+        promotion = (f"+{self.promote_epochs} distillation epoch(s)" if self.promote_epochs
+                     else "the final latency, no further fine-tune")
         return (f"screen every candidate ({latency}accuracy after the search rung), promote those within the "
-                f"measured margins of the screening front (accuracy +-{self.accuracy_margin:.3f}): "
-                f"+{self.promote_epochs} distillation epoch(s)")
+                f"measured margins of the screening front (accuracy +-{self.accuracy_margin:.3f}): {promotion}")
 
 
 def latency_margin(profile: Any, *, final_is_predicted: bool) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from devicefit.evaluators._data import TaskData
@@ -18,6 +19,8 @@ class Task:
         input_spec: ``paddle.static.InputSpec`` list for exporting ``teacher`` and its students.
         data: Train/validation/test splits.
         description: One line for the banner and the report.
+        program: The ``.pdmodel`` the teacher was loaded from when there is no code (``--model model.pdmodel``);
+            the fit then searches the program's precision and sparsity only. ``None`` for a model with code.
     """
 
     name: str
@@ -25,3 +28,4 @@ class Task:
     input_spec: list[Any]
     data: TaskData
     description: str = ""
+    program: Path | None = None

@@ -7,7 +7,8 @@ A model comes in one of two ways:
   every dimension of the search space is open (depth, heads, FFN width, precision ...).
 - ``--model path/to/model.pdmodel``: an exported inference program (``paddle.jit.save``; the
   ``.pdiparams`` beside it), without its code, as PaddleSlim's auto-compression accepts. Only dimensions
-  that need no code can be searched; :func:`program_dimensions` says which are open and which closed.
+  that need no code are searched (precision, sparsity: :class:`~devicefit.spaces._program_space.ProgramSpace`);
+  :func:`program_dimensions` says which are open and which closed.
 
 Data comes from ``--data`` (an ``.npz`` or ``.csv`` file: :func:`devicefit.evaluators.load_task_data`,
 layouts in :mod:`devicefit.evaluators._sources`; an unsplit file is split by the run's seed) or, through
@@ -26,6 +27,8 @@ from typing import Any, Literal
 
 from devicefit.evaluators._data import TaskData
 from devicefit.search._task import Task
+from devicefit.spaces._program_space import NEEDS_CODE, Dimension, describe_dimensions, program_bounds  # noqa: F401
+from devicefit.spaces._program_space import program_dimensions as _program_dimensions
 
 SourceKind = Literal["example", "factory", "program"]
 
@@ -259,7 +262,9 @@ def make_task(source: TaskSource, model: Any, input_spec: list[Any], data: TaskD
         data = dataclasses.replace(data, num_classes=classes)
     file_part, _, factory = source.reference.rpartition(":")
     name = f"{Path(file_part).stem}:{factory}" if source.kind == "factory" else Path(source.reference).stem
-    return Task(name=name, teacher=model, input_spec=input_spec, data=data, description=source.describe())
+    program = Path(source.reference) if source.kind == "program" else None
+    return Task(name=name, teacher=model, input_spec=input_spec, data=data, description=source.describe(),
+                program=program)
 
 
 def load_task(source: TaskSource, *, seed: int = 0, data: TaskData | None = None) -> Task:
@@ -292,59 +297,33 @@ def load_task(source: TaskSource, *, seed: int = 0, data: TaskData | None = None
 # what can be searched
 
 
-@dataclasses.dataclass(frozen=True)
-class Dimension:
-    """One dimension of the search space, and whether this model leaves it open.
+def program_dimensions(
+    devices_precisions: Sequence[Sequence[str]], space: Mapping[str, Any] | None = None
+) -> list[Dimension]:
+    """The dimensions a code-less inference program leaves open, and why the others are closed.
 
-    Attributes:
-        name: ``depth``, ``heads``, ``FFN width``, ``hidden width``, ``precision``, ``sparsity``.
-        open: Whether the search varies it.
-        why: Why it is closed, or what it ranges over.
-    """
-
-    name: str
-    open: bool
-    why: str
-
-
-NEEDS_CODE = "needs the model's code to rebuild it smaller (give --model file.py:factory)"
-
-
-def program_dimensions(devices_precisions: Sequence[Sequence[str]]) -> list[Dimension]:
-    """The dimensions a code-less inference program leaves open in this version of devicefit.
-
-    Structural dimensions need code. Precision and sparsity need none in principle (PaddleSlim's
-    auto-compression quantizes and sparsifies programs), but searching them on a program is not implemented
-    here yet, so they are closed too, each with its reason.
+    Structural dimensions (depth, heads, FFN and hidden width) need the code. Precision is open when the
+    devices share more than fp32 (int8 by PaddleSlim's post-training quantization of the program, fp16 by
+    Paddle Lite's conversion); sparsity (magnitude pruning of the program's matmul weights) is open unless
+    ``space`` fixes it. The fit's banner says the same (``ProgramSpace.describe``).
 
     Args:
         devices_precisions: The precisions each target device runs.
+        space: The user's space bounds (``--space``), as plain values.
+
+    Raises:
+        BoundsError: ``space`` sets a structural bound or is not a valid set of bounds.
     """
+    from devicefit.device_profiles._schema import SchemaError, from_mapping
+    from devicefit.spaces._space import BoundsError, SpaceBounds
+
     shared = set(devices_precisions[0]) if devices_precisions else {"fp32"}
     for precisions in devices_precisions[1:]:
         shared &= set(precisions)
-    precision_why = (
-        "the devices run only fp32" if shared <= {"fp32"}
-        else f"the devices run {'/'.join(sorted(shared))}, but searching the bit-width of a program is not implemented yet"
-    )
-    return [
-        Dimension("depth", False, NEEDS_CODE),
-        Dimension("heads", False, NEEDS_CODE),
-        Dimension("FFN width", False, NEEDS_CODE),
-        Dimension("hidden width", False, NEEDS_CODE),
-        Dimension("precision", False, precision_why),
-        Dimension("sparsity", False, "searching the sparsity of a program is not implemented yet"),
-    ]
-
-
-def describe_dimensions(dimensions: Sequence[Dimension]) -> str:
-    """``open: ...; closed: depth, heads (why); precision (why)`` in one line, dimensions grouped by reason."""
-
-    def grouped(items: list[Dimension]) -> str:
-        reasons: dict[str, list[str]] = {}
-        for item in items:
-            reasons.setdefault(item.why, []).append(item.name)
-        return "; ".join(f"{', '.join(names)} ({why})" for why, names in reasons.items()) or "none"
-
-    return (f"open: {grouped([d for d in dimensions if d.open])}; "
-            f"closed: {grouped([d for d in dimensions if not d.open])}")
+    runnable = [p for p in ("fp32", "fp16", "int8") if p in shared | {"fp32"}]
+    user = dict(space or {})
+    try:
+        bounds = from_mapping({"precisions": runnable, **user}, SpaceBounds, source="space", what="space bounds")
+    except (SchemaError, ValueError) as exc:
+        raise BoundsError(str(exc)) from None
+    return _program_dimensions(program_bounds(bounds, set(user)))

@@ -76,28 +76,21 @@ def task_source(args: argparse.Namespace, default_example: str) -> Any:
 
 
 def load_task(source: Any, devices: list[Any], *, seed: int) -> Any:
-    """Load the task of ``source``; a code-less program stops here, saying which dimensions are closed.
+    """Load the task of ``source`` (a code-less program is searched by precision and sparsity: the fit's
+    banner says which dimensions are open and which closed, see ``_user_model.program_dimensions``).
 
     Raises:
-        BadInput: The model or data cannot be used, or (a program) no dimension is open to search.
+        BadInput: The model or data cannot be used.
     """
     from devicefit.evaluators import DataError
-    from devicefit.search._user_model import ModelSourceError, describe_dimensions, program_dimensions
+    from devicefit.search._user_model import ModelSourceError
     from devicefit.search._user_model import load_task as load
 
+    del devices  # the devices' precisions shape the space, which the fit builds
     try:
-        task = load(source, seed=seed)
+        return load(source, seed=seed)
     except (ModelSourceError, DataError) as exc:
         raise BadInput(str(exc)) from None
-    if source.kind == "program":
-        dimensions = program_dimensions([device.precisions for device in devices])
-        if not any(d.open for d in dimensions):
-            raise BadInput(
-                f"--model {source.reference}: the program loads ({len(task.input_spec)} input(s), "
-                f"{task.data.num_classes} classes), but without its code no dimension is open in this version: "
-                f"{describe_dimensions(dimensions)}"
-            )
-    return task
 
 
 def fit_result_document(result: Any, exit_code: int, *, command: str) -> dict[str, Any]:

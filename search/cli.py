@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a YAML file with these options (keys: the flags' names); flags given here win")
     fit.add_argument("--model", metavar="FILE.py:FUNC|MODEL.pdmodel",
                      help="your trained model: a function returning (paddle.nn.Layer, input spec), or an exported "
-                     "inference program (only dimensions that need no code can be searched); needs --data")
+                     "inference program (only what needs no code is searched: precision and sparsity); needs --data")
     fit.add_argument("--data", metavar="FILE",
                      help="your data, .npz: train_labels/val_labels/test_labels and train_inputs/val_inputs/test_inputs "
                      "(or <split>_inputs_0, _1 ... for several inputs), or labels and inputs split by --seed; "

@@ -27,6 +27,7 @@ from devicefit.spaces._layout import (
     find_layout,
 )
 from devicefit.spaces._precision import QuantizationError, lite_deployment_problem
+from devicefit.spaces._program_space import ProgramSpace
 from devicefit.spaces._space import BoundsError, SearchSpace, SpaceBounds, TransformerEncoderSpace, TransformerSpace
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "ModelAdapter",
     "ModelLayout",
     "Precision",
+    "ProgramSpace",
     "QuantizationError",
     "QuantizationInfo",
     "SearchSpace",

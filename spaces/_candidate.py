@@ -26,6 +26,7 @@ _OPTIONAL_DEFAULTS: dict[str, Any] = {
     "calibration": None,
     "fp32_layers": (),
     "weight_only_bits": None,
+    "program": False,
 }
 
 
@@ -49,6 +50,10 @@ class Candidate:
         weight_only_bits: Weight-only quantization of an ``fp32`` candidate (8 or 16 bits): the ``.nb``
             stores the linear and convolution weights as integers and Paddle Lite dequantizes them when it
             loads the model, so it runs fp32 kernels. ``None`` for none.
+        program: The candidate is the teacher's own inference program, searched without its code
+            (``--model model.pdmodel``): its structure is the teacher's and unknown to devicefit, so
+            ``layers``, ``heads`` and ``ffn`` are empty, ``hidden`` is ``None``, and only precision,
+            calibration, weight-only bits and sparsity (of the program's matmul weights) apply.
     """
 
     layers: tuple[int, ...]
@@ -60,8 +65,16 @@ class Candidate:
     calibration: Calibration | None = None
     fp32_layers: tuple[int, ...] = ()
     weight_only_bits: WeightOnlyBits | None = None
+    program: bool = False
 
     def __post_init__(self) -> None:
+        if self.program:
+            if self.layers or self.heads or self.ffn or self.hidden is not None or self.fp32_layers:
+                raise ValueError(
+                    "a program candidate keeps the teacher's structure: no layers, heads, ffn, hidden or fp32_layers"
+                )
+            self._check_numerics()
+            return
         if not self.layers:
             raise ValueError("a candidate keeps at least one encoder layer")
         if list(self.layers) != sorted(set(self.layers)) or self.layers[0] < 0:
@@ -73,10 +86,21 @@ class Candidate:
             )
         if min(self.heads) < 1 or min(self.ffn) < 1:
             raise ValueError(f"every kept layer keeps at least one head and one FFN unit: {self}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.hidden is not None and self.hidden < 1:
             raise ValueError(f"hidden must be a positive width or None, got {self.hidden}")
+        self._check_numerics()
+        if self.fp32_layers:
+            if self.precision != "int8":
+                raise ValueError("fp32_layers (mixed precision) only applies to int8 candidates")
+            if list(self.fp32_layers) != sorted(set(self.fp32_layers)) or not set(self.fp32_layers) < set(self.layers):
+                raise ValueError(
+                    f"fp32_layers must be distinct, ascending kept layers, fewer than all of them: {self.fp32_layers}"
+                )
+
+    def _check_numerics(self) -> None:
+        """Checks of the fields a program candidate shares with a cut one: precision, sparsity, quantization."""
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not 0.0 <= self.sparsity < 1.0:
             raise ValueError(f"sparsity must be in [0, 1), got {self.sparsity}")
         if (self.precision == "int8") != (self.calibration is not None):
@@ -86,13 +110,6 @@ class Candidate:
             )
         if self.calibration is not None and self.calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
-        if self.fp32_layers:
-            if self.precision != "int8":
-                raise ValueError("fp32_layers (mixed precision) only applies to int8 candidates")
-            if list(self.fp32_layers) != sorted(set(self.fp32_layers)) or not set(self.fp32_layers) < set(self.layers):
-                raise ValueError(
-                    f"fp32_layers must be distinct, ascending kept layers, fewer than all of them: {self.fp32_layers}"
-                )
         if self.weight_only_bits is not None:
             if self.weight_only_bits not in WEIGHT_ONLY_BITS:
                 raise ValueError(f"weight_only_bits must be one of {WEIGHT_ONLY_BITS}, got {self.weight_only_bits}")
@@ -101,7 +118,7 @@ class Candidate:
 
     @property
     def depth(self) -> int:
-        """Number of encoder layers kept."""
+        """Number of encoder layers kept (0 for a program candidate, whose structure devicefit does not know)."""
         return len(self.layers)
 
     def to_dict(self) -> dict[str, Any]:
@@ -133,18 +150,20 @@ class Candidate:
             calibration=data.get("calibration"),
             fp32_layers=tuple(int(i) for i in data.get("fp32_layers", ())),
             weight_only_bits=None if bits is None else int(bits),  # type: ignore[arg-type]
+            program=bool(data.get("program", False)),
         )
 
     def key(self) -> str:
         """A stable, file-name-safe identifier: a readable summary plus a content hash.
 
         Example: ``d3-h10-f288-fp32-5c1e0a9b`` (3 layers, 10 heads and 288 FFN units in all, fp32);
-        ``d2-h8-f256-w48-s50-int8-…`` adds hidden size 48 and 50% sparsity. Two candidates have the same key
-        exactly when they are equal; a candidate that uses none of the later fields keeps its old key.
+        ``d2-h8-f256-w48-s50-int8-…`` adds hidden size 48 and 50% sparsity; a program candidate starts with
+        ``prog`` instead of its structure (``prog-s50-int8-…``). Two candidates have the same key exactly when
+        they are equal; a candidate that uses none of the later fields keeps its old key.
         """
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         digest = hashlib.sha256(canonical.encode()).hexdigest()[:8]
-        parts = [f"d{self.depth}", f"h{sum(self.heads)}", f"f{sum(self.ffn)}"]
+        parts = ["prog"] if self.program else [f"d{self.depth}", f"h{sum(self.heads)}", f"f{sum(self.ffn)}"]
         if self.hidden is not None:
             parts.append(f"w{self.hidden}")
         if self.sparsity:
@@ -159,7 +178,7 @@ class Candidate:
         layers = ",".join(str(i) for i in self.layers)
         heads = "/".join(str(h) for h in self.heads)
         ffn = "/".join(str(f) for f in self.ffn)
-        text = f"layers {layers} heads {heads} ffn {ffn}"
+        text = "the whole program" if self.program else f"layers {layers} heads {heads} ffn {ffn}"
         if self.hidden is not None:
             text += f" hidden {self.hidden}"
         if self.sparsity:

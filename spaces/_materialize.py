@@ -153,26 +153,15 @@ def prune_unstructured(student: Any, layout: ModelLayout, ratio: float) -> Spars
         ratio: Fraction of each weight matrix to zero, in ``[0, 1)``.
     """
     paddle = import_paddle()
-    slim = import_paddleslim()
     num_blocks = len(get_sublayer(student, layout.blocks_path))
     targets = block_linear_weights(layout, num_blocks)
     shadow = copy.deepcopy(student)
     shadow_names = {get_parameter(shadow, path).name: path for path in targets}
-    all_names = {p.name for p in shadow.parameters()}
-
-    def skip_everything_else(model: Any) -> set[str]:
-        del model
-        return all_names - set(shadow_names)
-
-    with contextlib.redirect_stdout(io.StringIO()):  # the pruner prints a line per parameter
-        pruner = slim.UnstructuredPruner(
-            shadow, mode="ratio", ratio=ratio, local_sparsity=True, skip_params_func=skip_everything_else
-        )
-        pruner.step()
+    masks = magnitude_masks(shadow, list(shadow_names), ratio)
     zeros = 0
     total = 0
     for name, path in shadow_names.items():
-        mask = pruner.masks[name].numpy().astype(np.float32)
+        mask = masks[name]
         parameter = get_parameter(student, path)
         parameter.set_value(parameter.numpy() * mask)
         mask_tensor = paddle.to_tensor(mask)
@@ -180,6 +169,35 @@ def prune_unstructured(student: Any, layout: ModelLayout, ratio: float) -> Spars
         zeros += int(mask.size - np.count_nonzero(mask))
         total += int(mask.size)
     return SparsityReport(ratio, total, zeros)
+
+
+def magnitude_masks(model: Any, names: list[str], ratio: float) -> dict[str, np.ndarray]:
+    """PaddleSlim's ``UnstructuredPruner`` masks (ratio mode, ``local_sparsity=True``) of the named parameters.
+
+    Each mask (float32, 1 kept, 0 pruned) zeroes the smallest-magnitude ``ratio`` of its matrix. The pruner
+    registers forward hooks and mask buffers on ``model``: pass a copy that is thrown away afterwards.
+
+    Args:
+        model: The layer that holds the parameters (any ``paddle.nn.Layer``, a ``TranslatedLayer`` too).
+        names: The parameters' ``name`` attributes (``param.name``); the model's other parameters are left alone.
+        ratio: Fraction of each matrix to zero, in ``[0, 1)``.
+    """
+    paddle = import_paddle()
+    slim = import_paddleslim()
+    wanted = set(names)
+    all_names = {p.name for p in model.parameters()}
+
+    def skip_everything_else(layer: Any) -> set[str]:
+        del layer
+        return all_names - wanted
+
+    holder = paddle.nn.LayerList([model])  # the pruner visits sublayers, never the model it is given itself
+    with contextlib.redirect_stdout(io.StringIO()):  # the pruner prints a line per parameter
+        pruner = slim.UnstructuredPruner(
+            holder, mode="ratio", ratio=ratio, local_sparsity=True, skip_params_func=skip_everything_else
+        )
+        pruner.step()
+    return {name: pruner.masks[name].numpy().astype(np.float32) for name in names}
 
 
 def count_zero_weights(model: Any, layout: ModelLayout) -> tuple[int, int]:

@@ -29,7 +29,7 @@ import contextlib
 import io
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +90,8 @@ def _quiet_quantization_logs() -> Iterator[None]:
             logging.getLogger(name).setLevel(level)
 
 
-def _load(paddle: Any, directory: Path, executor: Any) -> tuple[Any, list[str], list[Any]]:
-    program, feed_names, fetch_targets = paddle.static.load_inference_model(str(Path(directory) / MODEL_PREFIX), executor)
+def _load(paddle: Any, directory: Path, executor: Any, prefix: str = MODEL_PREFIX) -> tuple[Any, list[str], list[Any]]:
+    program, feed_names, fetch_targets = paddle.static.load_inference_model(str(Path(directory) / prefix), executor)
     return program, list(feed_names), list(fetch_targets)
 
 
@@ -314,6 +314,7 @@ def deploy_candidate(
     *,
     calibration_inputs: tuple[np.ndarray, ...],
     fp32_weights: Sequence[str] = (),
+    export: Callable[[Any, list[Any], Path], Artifact] = export_inference_model,
 ) -> Artifact:
     """Export ``student`` as ``candidate`` deploys it, into ``directory``.
 
@@ -328,13 +329,15 @@ def deploy_candidate(
         directory: The candidate's folder (created).
         calibration_inputs: Calibration samples for int8 (one array per input).
         fp32_weights: Names of the student's linear weights that stay fp32 in an int8 candidate.
+        export: Writes the student's fp32 program, ``export(student, input_spec, directory) -> Artifact``
+            (a program's space writes the teacher's program with the student's weights).
     """
     directory = Path(directory)
     if candidate.precision == "int8":
         assert candidate.calibration is not None  # guaranteed by Candidate
-        fp32 = export_inference_model(student, input_spec, directory / FP32_DIR)
+        fp32 = export(student, input_spec, directory / FP32_DIR)
         return quantize_post_static(fp32, directory, calibration_inputs, algo=candidate.calibration, fp32_weights=fp32_weights)
-    artifact = export_inference_model(student, input_spec, directory)
+    artifact = export(student, input_spec, directory)
     if candidate.precision == "fp16":
         return simulate_fp16(artifact, directory / SIMULATION_DIR)
     if candidate.weight_only_bits is not None:

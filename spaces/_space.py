@@ -56,7 +56,12 @@ class SearchSpace(abc.ABC):
         - :meth:`params_for` is the inverse of :meth:`suggest`: the trial parameters that make
           :meth:`suggest` return that candidate (used to enqueue warm-start points).
         - :meth:`encode` maps a candidate to a fixed-length float vector (for predictors and distances).
+        - :attr:`finetunes` says whether a materialized student can be fine-tuned (trained in dygraph); when it
+          is false, the fit scores students as built (rung ``no-finetune``) and never trains them.
     """
+
+    #: Whether materialized students can be fine-tuned (see the contract).
+    finetunes: bool = True
 
     @abc.abstractmethod
     def suggest(self, trial: optuna.Trial) -> Candidate:
