@@ -274,6 +274,7 @@ def trials_dataframe(run: str | Path, *, study: str | None = None) -> Any:
     """
     import pandas as pd
 
+    from devicefit.search._final import final_outcomes
     from devicefit.search._report import study_objectives
     from devicefit.search._results import front_views, study_devices, test_accuracies, trial_rows, trial_views
     from devicefit.search._runs import RunNotFoundError, load_run_study, locate_run
@@ -286,6 +287,7 @@ def trials_dataframe(run: str | Path, *, study: str | None = None) -> Any:
     views = trial_views(loaded)
     front = [str(view.key) for view in front_views(views, study_objectives(loaded))]
     rows = trial_rows(views, study_devices(loaded, views), front_keys=front,
-                      test_accuracy=test_accuracies(loaded, location.out))
+                      test_accuracy=test_accuracies(loaded, location.out),
+                      test_fidelity={key: str(o.fidelity) for key, o in final_outcomes(loaded).items() if o.done})
     frame = pd.DataFrame(rows)
     return frame.set_index("number", drop=False) if not frame.empty else frame
