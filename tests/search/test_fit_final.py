@@ -21,6 +21,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+import devicefit.search as dfs
 from devicefit.evaluators._accuracy import DistillationSettings
 from devicefit.evaluators._metrics import top1_accuracy
 from devicefit.search._final import FINAL_DIR, FinalSettings, final_outcomes
@@ -203,6 +204,9 @@ def test_a_member_whose_rung_3_fails_keeps_its_search_figures(failed_toy_run) ->
         assert final.value is None and final.source.startswith("rung 3 failed: RuntimeError: the device went away")
         test = next(m for m in row.metrics if m.name == "test accuracy")
         assert "no further training" in test.source
+    frame = dfs.trials_dataframe(out)
+    front = frame[frame["on_front"]]
+    assert list(front["test_accuracy_fidelity"]) == list(front["accuracy_fidelity"])
 
 
 def test_a_later_run_retrains_only_what_is_not_done(failed_toy_run, tmp_path) -> None:
@@ -233,6 +237,10 @@ def test_a_later_run_retrains_only_what_is_not_done(failed_toy_run, tmp_path) ->
         again = fit.run()
     assert "done by an earlier run" not in stream.getvalue()
     assert {m.test_fidelity for m in again.pareto} == {"final-distill-2ep"}
+    frame = dfs.trials_dataframe(out)  # the test figure names its rung in pandas too
+    front = frame[frame["on_front"]]
+    assert set(front["test_accuracy_fidelity"]) == {"final-distill-2ep"}
+    assert sorted(front["test_accuracy_fraction"]) == sorted(m.test_accuracy for m in again.pareto)
 
 
 def test_final_settings_refuse_nonsense() -> None:
