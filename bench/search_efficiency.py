@@ -1,4 +1,4 @@
-"""How fast each sampler finds the front: hypervolume after N trials, NSGA-II (default), TPE, GP and random.
+"""How fast each sampler finds the front: hypervolume after N trials, NSGA-II, TPE, GP and random.
 
 Each sampler searches the digits-ViT example's space for a phone whose latency is *predicted* by its device
 profile (``sd865-cpu-4t``: no phone here, and prediction keeps a trial to a few seconds), with the same
@@ -17,7 +17,10 @@ Every run starts like ``devicefit fit`` does (the space's warm-start points are 
 ``random`` baseline, which is plain random search; ``random+warm`` (random with the warm start) is printed
 for comparison.
 
-Last line: ``RESULT trials_to_95_default=<n> trials_to_95_random=<n>``.
+The default is what ``--sampler auto`` picks for a run of that many trials (``resolve_sampler``); ``--render
+JSON`` prints the table and RESULT line again from a ``--json`` file without running anything.
+
+Last line: ``RESULT trials_to_95_default=<n> trials_to_95_random=<n> default=<sampler>``.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from devicefit.search._hypervolume import hypervolume
-from devicefit.search._samplers import DEFAULT_SAMPLER, make_sampler
+from devicefit.search._samplers import DEFAULT_SAMPLER, make_sampler, resolve_sampler
 
 DEVICE = "sd865-cpu-4t"
 BASELINE = "random"
@@ -180,6 +183,22 @@ def median_trials(reached: Sequence[int | None], trials: int) -> tuple[float, st
     return value, (f">{trials}" if value > trials else f"{value:g}")
 
 
+def render(best: float, histories: dict[str, list[list[float]]], trials: int, *, default: str) -> None:
+    """Print the table (HV@k per sampler, trials to 95%) and the RESULT line."""
+    reached = {name: [trials_to_reach(h, 0.95 * best) for h in runs] for name, runs in histories.items()}
+    checkpoints = [k for k in (5, 10, 20, 30, 40, 60, 80, 100, 150, 200) if k <= trials]
+    print("sampler       " + "".join(f"  HV@{k:<4d}" for k in checkpoints) + "  trials_to_95 (per seed; median)")
+    medians: dict[str, str] = {}
+    for name, runs in histories.items():
+        mean_at = [statistics.mean(h[k - 1] for h in runs) / best for k in checkpoints]
+        value, text = median_trials(reached[name], trials)
+        medians[name] = text
+        per_seed = ", ".join(str(r) if r is not None else f">{trials}" for r in reached[name])
+        label = f"{name} (default)" if name == default else name
+        print(f"{label:16s}" + "".join(f"  {m:6.3f}" for m in mean_at) + f"  {per_seed}; median {text}")
+    print(f"RESULT trials_to_95_default={medians[default]} trials_to_95_random={medians[BASELINE]} default={default}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=40, help="trials per run (default: 40)")
@@ -187,10 +206,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--samplers", default="nsga2,tpe,gp,random,random+warm", help="comma-separated")
     parser.add_argument("--epochs", type=int, default=None, help="accuracy rung epochs (default: the search's)")
     parser.add_argument("--json", type=Path, help="also write every run's history here")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="only print the table and RESULT line again from a --json file (nothing is run)")
     args = parser.parse_args(argv)
+    if args.render is not None:
+        saved = json.loads(args.render.read_text())
+        histories = saved["histories"]
+        trials = len(next(iter(histories.values()))[0])
+        print(f"# rendered from {args.render} (reference hypervolume {saved['reference_hypervolume']:.6g}, "
+              f"{trials} trials x {len(next(iter(histories.values())))} seeds; nothing recomputed)")
+        render(saved["reference_hypervolume"], histories, trials, default=resolve_sampler(DEFAULT_SAMPLER, trials))
+        return 0
     samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
-    if DEFAULT_SAMPLER not in samplers or BASELINE not in samplers:
-        parser.error(f"--samplers must include {DEFAULT_SAMPLER} and {BASELINE}")
+    default = resolve_sampler(DEFAULT_SAMPLER, args.trials)
+    if default not in samplers or BASELINE not in samplers:
+        parser.error(f"--samplers must include {default} (the default at {args.trials} trials) and {BASELINE}")
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="devicefit-search-eff-") as tmp:
@@ -216,21 +246,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         objective.close()
     print(f"# reference hypervolume (front of all {sum(len(r) for v in runs.values() for r in v)} evaluated points):"
           f" {best:.6g}")
-    checkpoints = [k for k in (5, 10, 20, 30, 40, 60, 80, 100) if k <= args.trials]
-    print("sampler       " + "".join(f"  HV@{k:<4d}" for k in checkpoints) + "  trials_to_95 (per seed; median)")
-    medians: dict[str, str] = {}
-    for name in samplers:
-        mean_at = [statistics.mean(h[k - 1] for h in histories[name]) / best for k in checkpoints]
-        value, text = median_trials(reached[name], args.trials)
-        medians[name] = text
-        per_seed = ", ".join(str(r) if r is not None else f">{args.trials}" for r in reached[name])
-        print(f"{name:12s}  " + "".join(f"  {m:6.3f}" for m in mean_at) + f"  {per_seed}; median {text}")
     print(f"# {args.trials} trials x {args.seeds} seeds per sampler; HV@k is the mean over seeds of the hypervolume "
           f"after k trials / reference; {time.monotonic() - started:.0f} s wall on this machine")
     if args.json:
         args.json.write_text(json.dumps({"reference_hypervolume": best, "histories": histories,
                                          "trials_to_95": reached}, indent=1))
-    print(f"RESULT trials_to_95_default={medians[DEFAULT_SAMPLER]} trials_to_95_random={medians[BASELINE]}")
+    render(best, histories, args.trials, default=default)
     return 0
 
 

@@ -41,6 +41,8 @@ def test_suggest_and_params_for_are_inverse_with_every_dimension(family_factory)
     assert (smallest.depth, set(smallest.heads), smallest.precision) == (1, {1}, "int8")
     assert set(smallest.ffn) == {space.ffn_step} and smallest.hidden is not None and smallest.hidden < 32
     assert any(c.hidden is not None for c in starts) and any(c.precision == "int8" for c in starts)
+    # The uniform shrinkings that follow are int8 too: in fp32 they would be dominated in size.
+    assert len(starts) > 3 and all(c.precision == "int8" for c in starts[3:])
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
     for candidate in starts:
         study.enqueue_trial(space.params_for(candidate))
