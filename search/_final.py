@@ -240,13 +240,9 @@ def _keep_fp32_blocks(space: Any, student: Any, candidate: Any) -> None:
     """Leave the linear layers of the blocks ``candidate`` keeps in fp32 out of QAT (``skip_quant``)."""
     if not candidate.fp32_layers or not hasattr(space, "fp32_weight_names"):
         return
-    from devicefit.spaces._paddle import import_paddle
-
-    paddle = import_paddle()
-    names = set(space.fp32_weight_names(student, candidate))
-    for layer in student.sublayers():
-        if isinstance(layer, paddle.nn.Linear) and layer.weight.name in names:
-            layer.skip_quant = True
+    layers = dict(student.named_sublayers())
+    for path in space.fp32_weight_names(student, candidate):  # "encoder.layers.0.linear1.weight"
+        layers[path.rsplit(".", 1)[0]].skip_quant = True
 
 
 def _one_member(fit: Any, item: Any, settings: Mapping[str, Any]) -> FinalOutcome:

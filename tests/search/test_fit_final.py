@@ -248,3 +248,26 @@ def test_final_settings_refuse_nonsense() -> None:
         FinalSettings(epochs=0)
     with pytest.raises(ValueError, match="final QAT epochs must be >= 1"):
         FinalSettings(qat_epochs=0)
+
+
+def test_qat_leaves_the_blocks_an_int8_candidate_keeps_in_fp32_unquantized(paddle, toy_encoder_factory, toy_batch) -> None:
+    import dataclasses
+
+    from devicefit.evaluators._quant import QuantizationSettings, quantize_in_place
+    from devicefit.search._final import _keep_fp32_blocks
+    from devicefit.spaces import SpaceBounds, TransformerSpace
+
+    inputs, labels = toy_batch
+    space = TransformerSpace(toy_encoder_factory(), inputs, labels,
+                             bounds=SpaceBounds(precisions=("int8",), max_fp32_layers=1))
+    full = space.full_candidate()
+    candidate = dataclasses.replace(full, precision="int8", calibration="avg", fp32_layers=(full.layers[0],))
+    student = space.materialize(candidate)
+    kept = {path.rsplit(".", 1)[0] for path in space.fp32_weight_names(student, candidate)}
+    assert len(kept) == 6  # q, k, v, out, ffn in, ffn out of one block
+    _keep_fp32_blocks(space, student, candidate)
+    quantize_in_place(student, QuantizationSettings())
+    layers = dict(student.named_sublayers())
+    linears = [path for path, layer in layers.items() if type(layer).__name__ == "QuantizedLinear"]
+    assert linears and not kept & set(linears)
+    assert all(type(layers[path]) is paddle.nn.Linear for path in kept)
