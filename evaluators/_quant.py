@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import logging
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from devicefit.evaluators._data import Split
-from devicefit.spaces._export import MODEL_FILE, Artifact
+from devicefit.spaces._export import MODEL_FILE, Artifact, strip_op_callstacks, without_inference_dropout
 from devicefit.spaces._paddle import import_paddle
 
 WEIGHT_QUANTIZERS = ("channel_wise_abs_max", "abs_max")
@@ -140,7 +142,9 @@ def export_quantized(model: Any, settings: QuantizationSettings, input_spec: lis
     """Write a quantized model as ``directory/model.pdmodel`` + ``.pdiparams`` with int8 weights.
 
     A copy is exported, so ``model`` stays an ordinary dygraph layer. The export briefly switches Paddle to
-    static mode (Paddle's quantized save does) and back.
+    static mode (Paddle's quantized save does) and back. As in ``spaces._export.export_inference_model``, the
+    program has no identity dropouts (Paddle Lite would keep them as ARM kernels, which device profiles do not
+    price) and no recorded call stacks (the same weights give the same bytes).
 
     Args:
         model: A model from :func:`quantize_in_place` (trained or calibrated), in eval mode.
@@ -151,9 +155,20 @@ def export_quantized(model: Any, settings: QuantizationSettings, input_spec: lis
     import_paddle()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    clone = copy.deepcopy(model)
+    clone = without_inference_dropout(model)
     clone.eval()
-    _quanter(settings).save_quantized_model(clone, str(directory / Path(MODEL_FILE).stem), input_spec=input_spec)
+    # Paddle's quantized save warns that input_spec is ignored without full_graph (it is not) and that it
+    # reloads the program the old way: nothing the user can act on.
+    loader_log = logging.getLogger("paddle.static.io")
+    level = loader_log.level
+    loader_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            _quanter(settings).save_quantized_model(clone, str(directory / Path(MODEL_FILE).stem), input_spec=input_spec)
+    finally:
+        loader_log.setLevel(level)
+    strip_op_callstacks(directory / MODEL_FILE)
     return Artifact.from_directory(directory)
 
 

@@ -98,6 +98,10 @@ def fit(
     latency_objective: str = "per-device",
     space: Mapping[str, Any] | None = None,
     ladder: Any | None = None,
+    metric: Any = "accuracy",
+    final: bool = False,
+    final_epochs: int | None = None,
+    final_qat_epochs: int | None = None,
     storage: str | None = None,
     study: str = "devicefit",
     quiet: bool = False,
@@ -128,6 +132,12 @@ def fit(
             ``{"min_depth": 2, "precisions": ["fp32", "int8"]}``); the rest are chosen from the model and devices.
         ladder: A :class:`~devicefit.search._screening.LadderSettings` (default: on, 2 promotion epochs);
             ``LadderSettings(enabled=False)`` evaluates every candidate fully.
+        metric: What the accuracy objective and every accuracy figure measure: ``accuracy`` (top-1),
+            ``macro_f1``, or a callable ``(logits [N, C], labels [N]) -> float`` (higher is better).
+        final: After the search, re-train every Pareto member with rung 3 (full fine-tune; QAT for int8), score
+            it on test and export the re-trained models (``devicefit fit --final``; :mod:`devicefit.search._final`).
+        final_epochs: Epochs of that fine-tune (default: 30, the evaluator's).
+        final_qat_epochs: Epochs of QAT after it, for int8 members (default: 5).
         storage: Optuna storage URL (default: ``<out>/study.db``).
         study: Study name.
         quiet: No progress lines.
@@ -143,6 +153,7 @@ def fit(
     from devicefit.evaluators._accuracy import DEFAULT_DISTILLATION
     from devicefit.search._budget import Budget
     from devicefit.search._config import space_overrides
+    from devicefit.search._final import FinalSettings
     from devicefit.search._screening import LadderSettings
     from devicefit.search._fit import Fit, FitSettings
     from devicefit.search._progress import Progress
@@ -152,8 +163,16 @@ def fit(
         example = DEFAULT_EXAMPLE
     profiles = _profiles(devices)
     out_path = Path(out)
+    if not final and (final_epochs is not None or final_qat_epochs is not None):
+        raise BadInput("final_epochs and final_qat_epochs set the length of rung 3: add final=True")
+    if final and not export:
+        raise BadInput("final=True re-trains the exported members, and search exports nothing: use fit(final=True)")
     check_output_folder(out_path)
     try:
+        rung3 = None
+        if final:
+            lengths = {"epochs": final_epochs, "qat_epochs": final_qat_epochs}
+            rung3 = FinalSettings(**{name: value for name, value in lengths.items() if value is not None})
         settings = FitSettings(
             out=out_path, devices=profiles, trials=trials, seed=seed, study_name=study, storage=storage,
             sampler=sampler, budget=budget or Budget(), time_seconds=time_seconds, latency_objective=latency_objective,
@@ -163,6 +182,8 @@ def fit(
             predict=tuple(predict),
             space=space_overrides(dict(space or {}), None, source="space"),
             ladder=ladder or LadderSettings(),
+            metric=metric,
+            final=rung3,
         )
     except ValueError as exc:
         raise BadInput(str(exc)) from None
@@ -175,7 +196,10 @@ def fit(
                     "max_latency": [f"{device}={ms}ms" for device, ms in limits.latency_ms.items()] or None,
                     "max_size": limits.size_bytes, "max_accuracy_drop": limits.max_accuracy_drop,
                     "latency_objective": latency_objective, "predict": list(predict), "space": settings.space,
-                    "promote_epochs": settings.ladder.promote_epochs, "no_ladder": not settings.ladder.enabled, "out": str(out_path.resolve())}
+                    "promote_epochs": settings.ladder.promote_epochs, "no_ladder": not settings.ladder.enabled, "out": str(out_path.resolve()),
+                    "final": final, "final_epochs": final_epochs, "final_qat_epochs": final_qat_epochs}
+        if isinstance(metric, str):  # a worker rebuilds a named metric; a callable cannot travel in the spec
+            run_spec["metric"] = metric
     try:
         run = Fit(task, settings, progress=Progress(trials, quiet=quiet), latency=latency, run_spec=run_spec)
     except ValueError as exc:  # DataError (the data does not fit the model), BoundsError: the caller's to fix
@@ -250,6 +274,7 @@ def trials_dataframe(run: str | Path, *, study: str | None = None) -> Any:
     """
     import pandas as pd
 
+    from devicefit.search._final import final_outcomes
     from devicefit.search._report import study_objectives
     from devicefit.search._results import front_views, study_devices, test_accuracies, trial_rows, trial_views
     from devicefit.search._runs import RunNotFoundError, load_run_study, locate_run
@@ -262,6 +287,7 @@ def trials_dataframe(run: str | Path, *, study: str | None = None) -> Any:
     views = trial_views(loaded)
     front = [str(view.key) for view in front_views(views, study_objectives(loaded))]
     rows = trial_rows(views, study_devices(loaded, views), front_keys=front,
-                      test_accuracy=test_accuracies(loaded, location.out))
+                      test_accuracy=test_accuracies(loaded, location.out),
+                      test_fidelity={key: str(o.fidelity) for key, o in final_outcomes(loaded).items() if o.done})
     frame = pd.DataFrame(rows)
     return frame.set_index("number", drop=False) if not frame.empty else frame

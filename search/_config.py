@@ -14,6 +14,9 @@ of ``--predict``)::
     max_accuracy_drop: 1.5
     sampler: nsga2
     space: {min_depth: 2, precisions: [fp32, int8]}   # devicefit.spaces.SpaceBounds; --space flags win per key
+    metric: macro_f1                     # accuracy (top-1, the default) or macro_f1
+    final: true                          # rung 3 on the Pareto members after the search
+    final_epochs: 30
     out: runs/my-model
 
 Relative paths (``model``, ``data``, ``out``, device profile ``.yaml`` files) are relative to the config
@@ -68,14 +71,19 @@ class FitConfig:
     epochs: int | None = None
     promote_epochs: int | None = None
     no_ladder: bool | None = None
+    metric: Literal["accuracy", "macro_f1"] | None = None
+    final: bool | None = None
+    final_epochs: int | None = None
+    final_qat_epochs: int | None = None
     quiet: bool | None = None
     space: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         from devicefit.search import cli
 
-        if self.trials is not None:
-            _flag_check("trials", cli._positive_int, str(self.trials))
+        for name in ("trials", "final_epochs", "final_qat_epochs"):
+            if getattr(self, name) is not None:
+                _flag_check(name, cli._positive_int, str(getattr(self, name)))
         for name in ("seed", "epochs", "promote_epochs"):
             if getattr(self, name) is not None:
                 _flag_check(name, cli._non_negative_int, str(getattr(self, name)))
@@ -169,7 +177,8 @@ def apply_config(args: argparse.Namespace, config: FitConfig, folder: Path, expl
         values["out"] = Path(relative(config.out))
     if config.space is not None:
         values["space_file"] = config.space
-    for name in ("sampler", "latency_objective", "storage", "study", "seed", "epochs", "promote_epochs", "no_ladder", "quiet"):
+    for name in ("sampler", "latency_objective", "storage", "study", "seed", "epochs", "promote_epochs", "no_ladder",
+                 "metric", "final", "final_epochs", "final_qat_epochs", "quiet"):
         if getattr(config, name) is not None:
             values[name] = getattr(config, name)
     merged = vars(args).copy()

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from devicefit.search._final import FinalOutcome, final_outcomes
 from devicefit.search._results import TrialView, latency_provenance, study_devices, test_accuracies, trial_views
 from devicefit.search._runs import RunLocation, load_run_study, locate_run
 from devicefit.spaces._candidate import Candidate
@@ -159,8 +160,10 @@ def tool_versions(lite_hello: Any | None, lite_error: str | None = None) -> dict
     return tools
 
 
-def _metrics(view: TrialView, devices: Sequence[str], test_accuracy: float | None) -> dict[str, Any]:
+def _metrics(view: TrialView, devices: Sequence[str], test_accuracy: float | None,
+             final: FinalOutcome | None = None) -> dict[str, Any]:
     record = view.record or {}
+    retrained = final is not None and final.done
     accuracy = record["accuracy"]
     latencies: dict[str, Any] = {}
     for device in devices:
@@ -176,11 +179,45 @@ def _metrics(view: TrialView, devices: Sequence[str], test_accuracy: float | Non
         "accuracy": {"value": accuracy["accuracy"], "unit": "fraction", "split": accuracy["split"],
                      "fidelity": accuracy["fidelity"]},
         "test_accuracy": {"value": test_accuracy, "unit": "fraction", "split": "test",
-                          "source": "the exported model on the held-out test split" if test_accuracy is not None
-                          else "not evaluated (the run did not export this candidate)"},
+                          "metric": final.metric if retrained else accuracy.get("metric", "accuracy"),  # type: ignore[union-attr]
+                          "fidelity": final.fidelity if retrained else accuracy["fidelity"],  # type: ignore[union-attr]
+                          "source": ("the exported model, re-trained by rung 3 (--final), on the held-out test split"
+                                     if retrained else "the exported model on the held-out test split"
+                                     if test_accuracy is not None else "not evaluated (the run did not export this candidate)")},
+        "final": _final_metrics(final, devices),
         "latency": latencies,
         "size_bytes": {"value": record["size_bytes"], "unit": "bytes", "what": f"Paddle Lite .nb for {first_device}"},
         "parameters": {"value": record["parameters"], "unit": "count"},
+    }
+
+
+def _final_metrics(final: FinalOutcome | None, devices: Sequence[str]) -> dict[str, Any] | None:
+    """Rung 3's figures (``--final``), with units and sources; None when it did not run for this candidate."""
+    if final is None:
+        return None
+    if not final.done:
+        return {"status": "failed", "error": final.error, "note": "the files and figures are the search's"}
+    latencies = {}
+    for device in devices:
+        latency = final.latencies.get(device)
+        latencies[device] = (
+            {"value": None, "unit": "ms", "source": "not evaluated by rung 3"} if latency is None else
+            {"value": latency["latency_ms"], "unit": "ms", "source": latency_provenance(latency),
+             "details": {k: v for k, v in latency.items() if k not in ("latency_ms", "source", "device_id")}}
+        )
+    return {
+        "status": "done",
+        "fidelity": final.fidelity,
+        "settings": dict(final.settings),
+        "accuracy": {"value": final.val, "unit": "fraction", "metric": final.metric, "split": "val",
+                     "fidelity": final.fidelity},
+        "test_accuracy_before": {"value": final.search_test, "unit": "fraction", "metric": final.metric,
+                                 "split": "test", "source": "the search's model, before rung 3"},
+        "qat": None if final.qat is None else {**dict(final.qat), "unit": "fraction",
+                                                "source": "QAT vs PTQ of the same fine-tuned student, Paddle dygraph simulation"},
+        "latency": latencies,
+        "size_bytes": {"value": final.size_bytes, "unit": "bytes", "what": "Paddle Lite .nb of the re-trained model"},
+        "seconds": final.seconds,
     }
 
 
@@ -303,11 +340,21 @@ def _readme(key: str, manifest: Mapping[str, Any], nb_files: Mapping[str, str]) 
         f"- validation accuracy {accuracy['value']:.4f} ({accuracy['split']} split, {accuracy['fidelity']})",
     ]
     test = manifest["metrics"]["test_accuracy"]
+    final = manifest["metrics"].get("final")
+    if final is not None and final["status"] == "done":
+        lines.append(f"- re-trained after the search by rung 3 ({final['fidelity']}): validation accuracy "
+                     f"{final['accuracy']['value']:.4f}; these files are the re-trained model")
+    elif final is not None:
+        lines.append(f"- rung 3 failed ({final['error']}): these files are the search's model")
     if test["value"] is not None:
-        lines.append(f"- test accuracy {test['value']:.4f} (held-out test split)")
-    for device, latency in manifest["metrics"]["latency"].items():
+        lines.append(f"- test accuracy {test['value']:.4f} (held-out test split, {test['fidelity']})")
+    if final is not None and final["status"] == "done" and (final.get("qat") or {}).get("gain_test") is not None:
+        lines.append(f"- QAT gain over PTQ on test: {final['qat']['gain_test']:+.4f}")
+    retrained = final is not None and final["status"] == "done"
+    latencies = final["latency"] if retrained else manifest["metrics"]["latency"]
+    for device, latency in latencies.items():
         figure = "not evaluated" if latency["value"] is None else f"{latency['value']:.3f} ms, {latency['source']}"
-        lines.append(f"- latency on {device}: {figure}")
+        lines.append(f"- latency on {device}: {figure}" + (" (the re-trained model)" if retrained else ""))
     lines += [
         "",
         "Files: model.pdmodel/model.pdiparams (Paddle inference model); "
@@ -363,8 +410,15 @@ def export_candidate(
     if location.out is None:
         raise ExportError(f"the files of the run {location.storage_url} are not on this machine (its output folder "
                           "is unknown here): run the export where the run's folder is, or give the folder")
-    source = next((folder for folder in (location.out / str(record.get("artifact_dir", "")), location.out / "models" / key)
-                   if (folder / MODEL_FILE).is_file() and (folder / PARAMS_FILE).is_file()), None)
+    final = final_outcomes(study).get(key)
+    retrained = final is not None and final.done and final.artifact_dir is not None
+    # A member that rung 3 re-trained ships its re-trained files (what its test figure is of).
+    folders = [location.out / str(final.artifact_dir)] if retrained else []  # type: ignore[union-attr]
+    folders += [location.out / str(record.get("artifact_dir", "")), location.out / "models" / key]
+    source = next((folder for folder in folders if (folder / MODEL_FILE).is_file() and (folder / PARAMS_FILE).is_file()),
+                  None)
+    if retrained and source != folders[0]:
+        raise ExportError(f"the re-trained files of {key} (rung 3) are missing from {folders[0]}")
     if source is None:
         raise ExportError(f"the files of {key} are missing from {location.out} (looked in "
                           f"{record.get('artifact_dir')} and models/{key})")
@@ -407,7 +461,8 @@ def export_candidate(
             nb_name = f"{profile.id}.nb"
             if profile not in missing:
                 shutil.copy2(source / nb_name, staging / nb_name)
-                origins[nb_name] = f"copied from the run (converted for places {profile.places} during trial {view.number})"
+                when = "by rung 3 (--final)" if retrained else f"during trial {view.number}"
+                origins[nb_name] = f"copied from the run (converted for places {profile.places} {when})"
                 continue
             say(f"converting {key} for {profile.id} (Paddle Lite places {profile.places}) ...")
             # The options the run converted with (MeasuredLatency.convert), from the candidate the run recorded.
@@ -437,7 +492,7 @@ def export_candidate(
                 "feasible": view.feasible,
                 "constraints": dict(view.constraints),
             },
-            "metrics": _metrics(view, ids, test_accuracy),
+            "metrics": _metrics(view, ids, test_accuracy, final),
             "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in info.inputs],
             "outputs": list(info.outputs),
             "devices": {p.id: {"places": p.places, "unit": p.unit, "threads": p.threads, "power_mode": p.power_mode,

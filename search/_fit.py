@@ -30,6 +30,7 @@ from devicefit.evaluators._lite_client import LiteUnavailableError
 from devicefit.evaluators._types import AccuracyResult, latency_source_label
 from devicefit.search._budget import Budget, memory_violations
 from devicefit.search._claims import CandidateClaims
+from devicefit.search._final import FinalSettings, run_final_rung
 from devicefit.search._outputs import OutputSummary, write_outputs
 from devicefit.search._progress import Progress
 from devicefit.search._records import RECORD_ATTR, Objective, TrialRecord, objectives_for
@@ -85,6 +86,9 @@ class FitSettings:
             be measured; devices reached by ``none`` are always predicted.
         ladder: The fidelity ladder: screen every candidate cheaply, promote the promising ones
             (:mod:`devicefit.search._screening`).
+        final: Rung 3 after the search, on every Pareto member (full fine-tune, QAT for int8; test figures;
+            the members' files are then the re-trained models): :mod:`devicefit.search._final`. ``None``
+            (default): the members are exported as the search left them. Only a run that exports runs it.
     """
 
     out: Path
@@ -104,6 +108,7 @@ class FitSettings:
     space: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     predict: tuple[str, ...] = ()
     ladder: LadderSettings = LadderSettings()
+    final: FinalSettings | None = None
 
     def __post_init__(self) -> None:
         if self.trials < 1:
@@ -122,6 +127,7 @@ class FitSettings:
         if unknown:
             raise ValueError(f"predict names devices that are not targets: {sorted(unknown)}")
         self.space_bounds()  # a bad bound fails here, before anything runs
+        as_metric(self.metric)  # so does an unknown metric name
 
     def predicted(self, device: DeviceProfile) -> bool:
         """Whether ``device``'s latency is predicted (else measured)."""
@@ -350,6 +356,7 @@ class Fit:
             ("accuracy", f"{as_metric(s.metric).name} on val after {s.distillation.fidelity} (distillation fine-tune on train)"),
             ("latency", self._describe_latency()),
             ("ladder", s.ladder.describe(self.screened_devices())),
+            *([("final", s.final.describe())] if s.final is not None else []),
             ("output", str(s.out)),
         ]
         if s.storage:
@@ -514,8 +521,10 @@ class Fit:
         from devicefit.search._report import REPORT_FILE, build_report_data, write_report
 
         s = self.settings
+        if export and s.final is not None:
+            run_final_rung(self, study)  # the members' files and test figures are then the re-trained models'
         summary = write_outputs(study, s.out, s.device_ids, s.objectives, self.task if export else None,
-                                export_models=export)
+                                export_models=export, metric=s.metric)
         if export:
             write_report(build_report_data(study, storage=s.storage_url, out=s.out), s.out / REPORT_FILE)
             self.progress.info(f"report: {s.out / REPORT_FILE}")
@@ -542,6 +551,7 @@ class Fit:
             "study": {"storage": s.storage or STUDY_FILE, "name": s.study_name},
             "distillation": dataclasses.asdict(s.distillation),
             "metric": as_metric(s.metric).name,
+            "final": None if s.final is None else s.final.to_dict(),
             "measure": dataclasses.asdict(s.measure),
             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }

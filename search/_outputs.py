@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from devicefit.search._budget import feasible
+from devicefit.search._final import FinalOutcome, final_outcomes
 from devicefit.search._pareto import pareto_front_mask, to_minimization
 from devicefit.search._records import RECORD_ATTR, Objective, TrialRecord
 from devicefit.search._task import Task
@@ -32,14 +33,26 @@ class ParetoMember:
     Attributes:
         trial: The Optuna trial number that evaluated it.
         record: What the trial produced.
-        test_accuracy: Accuracy of the exported model on the held-out test split (not used for any choice).
+        test_accuracy: The run's metric of the exported model on the held-out test split (not used for any
+            choice): the rung-3 model's when rung 3 re-trained it, else the search's.
         model_dir: ``models/<key>`` relative to the output folder.
+        test_fidelity: The rung the exported model (and so ``test_accuracy``) is at: the rung-3 label, or the
+            search's (``distill-1ep+2ep``: no training after the search).
+        final: What rung 3 did for it (``devicefit fit --final``), whether it succeeded or failed; None when it
+            did not run.
     """
 
     trial: int
     record: TrialRecord
     test_accuracy: float | None
     model_dir: str
+    test_fidelity: str | None = None
+    final: FinalOutcome | None = None
+
+    @property
+    def retrained(self) -> bool:
+        """The exported files are rung 3's re-trained model."""
+        return self.final is not None and self.final.done
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,13 +120,12 @@ def pareto_records(records: list[Evaluated], objectives: list[Objective]) -> lis
     return sorted(front, key=lambda item: (-item.record.accuracy.accuracy, item.record.size_bytes))
 
 
-def _exported_test_accuracy(model_dir: Path, task: Task) -> float:
-    """Test accuracy of the deployed numerics: the exported program, or its simulation (fp16, weight-only)."""
-    from devicefit.evaluators._accuracy import top1_accuracy
+def _exported_test_accuracy(model_dir: Path, task: Task, metric: Any) -> float:
+    """The run's metric of the deployed numerics on test: the exported program, or its simulation (fp16, weight-only)."""
     from devicefit.spaces._export import program_logits
 
     scoring = model_dir / SIMULATION_DIR if (model_dir / SIMULATION_DIR).is_dir() else model_dir
-    return top1_accuracy(program_logits(scoring, task.data.test.inputs), task.data.test.labels)
+    return metric(program_logits(scoring, task.data.test.inputs), task.data.test.labels)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -122,23 +134,33 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def _export_members(front: list[Evaluated], out: Path, devices: tuple[str, ...], task: Task | None) -> list[ParetoMember]:
-    """Copy the front to ``out/models/<key>/`` (replacing the previous export whole) and score it on test."""
+def _export_members(front: list[Evaluated], out: Path, devices: tuple[str, ...], task: Task | None, metric: Any,
+                    finals: dict[str, FinalOutcome]) -> list[ParetoMember]:
+    """Copy the front to ``out/models/<key>/`` (replacing the previous export whole) and score it on test.
+
+    A member that rung 3 re-trained is copied from its re-trained files, and its test figure is rung 3's.
+    """
     staging = out / "models.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     members = []
     for item in front:
         trial_number, record = item.trial, item.record
-        source = out / record.artifact_dir
+        final = finals.get(record.key)
+        retrained = final is not None and final.done and final.artifact_dir is not None
+        source = out / (final.artifact_dir if retrained else record.artifact_dir)  # type: ignore[union-attr,operator]
         target = staging / record.key
         target.mkdir()
         for name in (MODEL_FILE, PARAMS_FILE, *(f"{device}.nb" for device in devices)):
             shutil.copy2(source / name, target / name)
         if (source / SIMULATION_DIR).is_dir():  # fp16 / weight-only: what the deployed numerics are scored with
             shutil.copytree(source / SIMULATION_DIR, target / SIMULATION_DIR)
-        test_accuracy = _exported_test_accuracy(target, task) if task is not None else None
-        members.append(ParetoMember(trial_number, record, test_accuracy, f"models/{record.key}"))
+        if retrained:
+            test_accuracy, test_fidelity = final.test, final.fidelity  # type: ignore[union-attr]
+        else:
+            test_accuracy = _exported_test_accuracy(target, task, metric) if task is not None else None
+            test_fidelity = record.accuracy.fidelity if task is not None else None
+        members.append(ParetoMember(trial_number, record, test_accuracy, f"models/{record.key}", test_fidelity, final))
     final = out / "models"
     old = out / "models.old"
     shutil.rmtree(old, ignore_errors=True)
@@ -166,9 +188,12 @@ def member_to_dict(member: ParetoMember, devices: tuple[str, ...]) -> dict[str, 
         "test_accuracy": {
             "value": member.test_accuracy,
             "unit": "fraction",
+            "metric": member.final.metric if member.retrained else record.accuracy.metric,  # type: ignore[union-attr]
             "split": "test",
-            "fidelity": record.accuracy.fidelity,
+            "fidelity": member.test_fidelity or record.accuracy.fidelity,
+            "model": "re-trained by rung 3 (--final)" if member.retrained else "the search's, no further training",
         },
+        "final": None if member.final is None else member.final.to_dict(),
         "latency": {
             device: {
                 "value": record.latencies[device].latency_ms,
@@ -202,15 +227,52 @@ def member_to_dict(member: ParetoMember, devices: tuple[str, ...]) -> dict[str, 
     }
 
 
-CSV_FIXED = ["key", "trial", "depth", "layers", "heads", "ffn", "precision", "hidden", "sparsity", "calibration",
-             "fp32_layers", "weight_only_bits", "accuracy", "accuracy_split", "accuracy_fidelity", "test_accuracy",
-             "size_bytes", "parameters"]
+CSV_CANDIDATE = ["key", "trial", "depth", "layers", "heads", "ffn", "precision", "hidden", "sparsity", "calibration",
+                 "fp32_layers", "weight_only_bits"]
 
 
-def _csv_text(members: list[ParetoMember], devices: tuple[str, ...]) -> str:
-    header = list(CSV_FIXED)
+def csv_header(metric: str, devices: tuple[str, ...], *, final: bool = False) -> list[str]:
+    """``pareto.csv``'s columns. The figures' columns are named by the run's metric (``accuracy``, ``macro_f1``
+    ...): ``<metric>``, ``<metric>_split``, ``<metric>_fidelity`` (the search's figure, which chose the front),
+    ``test_<metric>`` and ``test_<metric>_fidelity`` (the exported model's); then size, parameters, latency and
+    its source per device. With ``final`` (rung 3 ran), rung 3's columns follow: ``final_status`` (``done``,
+    or ``failed: <why>``), ``final_<metric>`` (val), ``search_test_<metric>`` (the search's model on test, for
+    comparison), ``qat_gain_over_ptq`` (test, int8 members), ``final_size_bytes``, and the re-trained model's
+    ``final_latency_ms:<device>``, ``final_latency_source:<device>``.
+    """
+    header = [*CSV_CANDIDATE, metric, f"{metric}_split", f"{metric}_fidelity", f"test_{metric}",
+              f"test_{metric}_fidelity", "size_bytes", "parameters"]
     for device in devices:
         header += [f"latency_ms:{device}", f"latency_source:{device}"]
+    if final:
+        header += ["final_status", f"final_{metric}", f"search_test_{metric}", "qat_gain_over_ptq", "final_size_bytes"]
+        for device in devices:
+            header += [f"final_latency_ms:{device}", f"final_latency_source:{device}"]
+    return header
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.6f}"
+
+
+def _final_cells(final: FinalOutcome | None, devices: tuple[str, ...]) -> list[Any]:
+    from devicefit.search._results import latency_provenance
+
+    if final is None:
+        return ["not run", "", "", "", ""] + ["", ""] * len(devices)
+    if not final.done:
+        return [f"failed: {final.error}", "", "", "", ""] + ["", ""] * len(devices)
+    cells: list[Any] = ["done", _number(final.val), _number(final.search_test),
+                        _number((final.qat or {}).get("gain_test")), "" if final.size_bytes is None else final.size_bytes]
+    for device in devices:
+        latency = final.latencies.get(device)
+        cells += ["", ""] if latency is None else [f"{float(latency['latency_ms']):.6f}", latency_provenance(latency)]
+    return cells
+
+
+def _csv_text(members: list[ParetoMember], devices: tuple[str, ...], metric: str) -> str:
+    with_final = any(member.final is not None for member in members)
+    header = csv_header(metric, devices, final=with_final)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -223,11 +285,13 @@ def _csv_text(members: list[ParetoMember], devices: tuple[str, ...]) -> str:
             "" if candidate.hidden is None else candidate.hidden, f"{candidate.sparsity:g}", candidate.calibration or "",
             " ".join(map(str, candidate.fp32_layers)), candidate.weight_only_bits or "",
             f"{record.accuracy.accuracy:.6f}", record.accuracy.split, record.accuracy.fidelity,
-            "" if member.test_accuracy is None else f"{member.test_accuracy:.6f}",
+            _number(member.test_accuracy), member.test_fidelity or "",
             record.size_bytes, record.parameters,
         ]
         for device in devices:
             row += [f"{record.latencies[device].latency_ms:.6f}", record.latencies[device].source_label]
+        if with_final:
+            row += _final_cells(member.final, devices)
         writer.writerow(row)
     return buffer.getvalue()
 
@@ -240,6 +304,7 @@ def write_outputs(
     task: Task | None,
     *,
     export_models: bool = True,
+    metric: Any = None,
 ) -> OutputSummary:
     """Compute the front from ``study`` and write ``models/``, ``pareto.json`` and ``pareto.csv`` in ``out``.
 
@@ -256,13 +321,24 @@ def write_outputs(
         task: Used to score the exported members on the test split; ``None`` leaves test accuracy empty.
         export_models: Copy the members to ``models/<key>/``; False leaves ``models/`` as it is and points
             each member's files at its candidate folder (``devicefit search``).
+        metric: The run's metric (a name, a :class:`~devicefit.evaluators.Metric` or a callable): what the test
+            figures measure and what ``pareto.csv``'s columns are named by. Default: the metric the records name.
+
+    Members that rung 3 re-trained (``FitSettings.final``: outcomes stored on the study) are exported from
+    their re-trained files with rung 3's test figure; one whose rung 3 failed keeps the search's.
     """
+    from devicefit.evaluators._metrics import as_metric
+
     evaluated = evaluated_records(study)
     front = pareto_records(evaluated, objectives)
     budget_met = any(item.feasible for item in evaluated) or not evaluated
     closest = [] if budget_met else sorted(evaluated, key=lambda item: item.worst_violation)[:3]
+    if metric is None:
+        metric = next((item.record.accuracy.metric for item in evaluated if item.record.accuracy.metric), "accuracy")
+    metric = as_metric(metric)
+    finals = final_outcomes(study)
     if export_models:
-        members = _export_members(front, out, devices, task)
+        members = _export_members(front, out, devices, task, metric, finals)
         tested = {m.record.key: m.test_accuracy for m in members if m.test_accuracy is not None}
         if tested:
             study.set_user_attr("test_accuracy", {**(study.user_attrs.get("test_accuracy") or {}), **tested})
@@ -287,5 +363,5 @@ def write_outputs(
         ],
     }
     _atomic_write_text(out / "pareto.json", json.dumps(document, indent=2) + "\n")
-    _atomic_write_text(out / "pareto.csv", _csv_text(members, devices))
+    _atomic_write_text(out / "pareto.csv", _csv_text(members, devices, metric.name))
     return OutputSummary(members, budget_met, closest)

@@ -18,6 +18,8 @@ from devicefit.evaluators._types import AccuracyResult, LatencyResult
 from devicefit.spaces._candidate import Candidate
 
 RECORD_ATTR = "record"
+#: Study user attribute: candidate key -> what rung 3 did for that Pareto member (``search._final.FinalOutcome``).
+FINAL_ATTR = "final"
 
 
 @dataclasses.dataclass(frozen=True)

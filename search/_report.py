@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from devicefit.search._final import FinalOutcome, final_outcomes
 from devicefit.search._hypervolume import normalization_box, normalized_history
 from devicefit.search._pareto import pareto_front_mask
 from devicefit.search._records import WORST_LATENCY, Objective
@@ -369,17 +370,49 @@ def _hypervolume(
     return series, notes
 
 
+def _final_metrics(final: FinalOutcome | None, devices: Sequence[str]) -> list[Metric]:
+    """Rung 3's figures of a member (``devicefit fit --final``): none when it did not run; a failure says why."""
+    if final is None:
+        return []
+    if not final.done:
+        return [Metric("final accuracy", None, "fraction", f"rung 3 failed: {final.error}; the search's figures stand")]
+    metrics = [Metric("final accuracy", final.val, "fraction", f"val split, {final.fidelity}")]
+    if final.search_test is not None:
+        metrics.append(Metric("test accuracy before rung 3", final.search_test, "fraction",
+                              "test split, the search's model (no further training)"))
+    if final.qat is not None and final.qat.get("gain_test") is not None:
+        metrics.append(Metric("QAT gain over PTQ", float(final.qat["gain_test"]), "fraction",
+                              "test split, QAT minus PTQ of the same fine-tuned student (same quantizers)"))
+    for device in devices:
+        latency = final.latencies.get(device)
+        if latency is not None:
+            metrics.append(Metric(f"final latency {device}", float(latency["latency_ms"]), "ms",
+                                  f"{latency_provenance(latency)}, the re-trained model"))
+    if final.size_bytes is not None:
+        metrics.append(Metric("final size", float(final.size_bytes), "bytes",
+                              f"Paddle Lite .nb for {devices[0]}, the re-trained model" if devices else "Paddle Lite .nb"))
+    return metrics
+
+
 def _member_rows(
-    members: Sequence[TrialView], devices: Sequence[str], test_accuracy: Mapping[str, float]
+    members: Sequence[TrialView], devices: Sequence[str], test_accuracy: Mapping[str, float],
+    finals: Mapping[str, FinalOutcome] | None = None,
 ) -> tuple[MemberRow, ...]:
+    finals = finals or {}
     rows = []
     for view in members:
         record = view.record or {}
         accuracy = record["accuracy"]
+        final = finals.get(str(view.key))
+        if final is not None and final.done:
+            test_source = f"test split, {final.fidelity}: the exported model, re-trained by rung 3"
+        elif view.key in test_accuracy:
+            test_source = f"test split, {accuracy['fidelity']}: the exported model, no further training"
+        else:
+            test_source = "not evaluated"
         metrics = [
             Metric("accuracy", float(accuracy["accuracy"]), "fraction", f"{accuracy['split']} split, {accuracy['fidelity']}"),
-            Metric("test accuracy", test_accuracy.get(str(view.key)), "fraction",
-                   "test split, the exported model" if view.key in test_accuracy else "not evaluated"),
+            Metric("test accuracy", test_accuracy.get(str(view.key)), "fraction", test_source),
         ]
         for device in devices:
             latency = record["latencies"].get(device)
@@ -402,6 +435,7 @@ def _member_rows(
         metrics.append(Metric("size", float(record["size_bytes"]), "bytes",
                               f"Paddle Lite .nb for {devices[0]}" if devices else "Paddle Lite .nb"))
         metrics.append(Metric("parameters", float(record["parameters"]), "count", "the student's weights"))
+        metrics += _final_metrics(final, devices)
         candidate = record.get("candidate") or {}
         description = _describe_candidate(candidate)
         rows.append(MemberRow(view.number, str(view.key), description, tuple(metrics)))
@@ -469,6 +503,21 @@ def _provenance_notes(fronts: Sequence[DeviceFront], evaluated: Sequence[TrialVi
     return notes
 
 
+def _final_notes(finals: Mapping[str, FinalOutcome], member_keys: set[str]) -> list[str]:
+    ran = [finals[key] for key in sorted(member_keys) if key in finals]
+    if not ran:
+        return []
+    done = [f for f in ran if f.done]
+    fidelities = sorted({str(f.fidelity) for f in done})
+    note = (f"Rung 3 (--final) re-trained {len(done)} of {len(ran)} members ({', '.join(fidelities) or 'none'}): their "
+            "files and test figures are the re-trained models', their latency was measured or predicted again on them; "
+            "the front was chosen by the search's figures.")
+    failed = len(ran) - len(done)
+    if failed:
+        note += f" It failed for {failed}; they keep their search figures."
+    return [note]
+
+
 def build_report_data(study: Any, *, storage: str = "", out: Path | None = None) -> ReportData:
     """Compute everything the report shows, from the study alone (and ``pareto.json`` for older runs).
 
@@ -490,6 +539,7 @@ def build_report_data(study: Any, *, storage: str = "", out: Path | None = None)
     members = front_views(views, objectives)
     member_keys = {str(view.key) for view in members}
     test_accuracy = test_accuracies(study, out)
+    finals = final_outcomes(study)
     fronts = _device_fronts(evaluated, devices, member_keys)
     series, hv_notes = _hypervolume(views, devices, objectives)
     breakdowns, fallbacks = _breakdowns_and_fallbacks(members, devices)
@@ -521,10 +571,10 @@ def build_report_data(study: Any, *, storage: str = "", out: Path | None = None)
         fronts=fronts,
         hypervolume=tuple(series),
         hypervolume_method=HYPERVOLUME_METHOD,
-        members=_member_rows(members, devices, test_accuracy),
+        members=_member_rows(members, devices, test_accuracy, finals),
         breakdowns=breakdowns,
         fallbacks=fallbacks,
-        notes=tuple(_provenance_notes(fronts, evaluated) + hv_notes),
+        notes=tuple(_provenance_notes(fronts, evaluated) + _final_notes(finals, member_keys) + hv_notes),
     )
 
 

@@ -246,17 +246,21 @@ def trial_rows(
     *,
     front_keys: Sequence[str] = (),
     test_accuracy: Mapping[str, float] | None = None,
+    test_fidelity: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """One flat row per trial; the unit is in each metric's column name, the source beside each latency.
 
     Columns: ``number``, ``state``, ``key``, ``duplicate_of``, ``feasible``, ``on_front``,
-    ``accuracy_fraction``, ``accuracy_split``, ``accuracy_fidelity``, ``test_accuracy_fraction``, then per
+    ``accuracy_fraction``, ``accuracy_split``, ``accuracy_fidelity``, ``test_accuracy_fraction`` and
+    ``test_accuracy_fidelity`` (the rung of the exported model it is of: ``test_fidelity`` for the members
+    rung 3 re-trained, the search's rung for the others), then per
     device ``latency_ms:<d>``, ``latency_source:<d>``, ``latency_p10_ms:<d>``, ``latency_p90_ms:<d>``,
     ``nb_bytes:<d>`` (and ``memory_peak_bytes:<d>`` where recorded), then ``size_bytes``,
     ``parameters_count``, ``trial_seconds``, one ``constraint:<name>`` column per budget (violation relative
     to the limit, <= 0 met), the candidate's fields (``candidate_<field>``, ``depth``), ``error``, ``rejected``.
     """
     test_accuracy = test_accuracy or {}
+    test_fidelity = test_fidelity or {}
     front = set(front_keys)
     rows = []
     for view in views:
@@ -274,6 +278,9 @@ def trial_rows(
         row["accuracy_split"] = accuracy.get("split")
         row["accuracy_fidelity"] = accuracy.get("fidelity")
         row["test_accuracy_fraction"] = test_accuracy.get(view.key or "") if view.evaluated else None
+        row["test_accuracy_fidelity"] = (
+            test_fidelity.get(view.key or "", accuracy.get("fidelity")) if row["test_accuracy_fraction"] is not None else None
+        )
         latencies = (record or {}).get("latencies") or {}
         for device in devices:
             latency = latencies.get(device) or {}

@@ -105,6 +105,8 @@ def _duration(text: str) -> float:
 
 
 SAMPLER_NAMES = ("auto", "nsga2", "tpe", "gp", "random")  # devicefit.search._samplers.SAMPLERS, without importing it
+METRIC_NAMES = ("accuracy", "macro_f1")  # devicefit.evaluators._metrics.BUILTIN_METRICS, without importing it
+FINAL_EPOCHS, FINAL_QAT_EPOCHS = 30, 5  # evaluators._final.FINAL_DISTILLATION / QAT_DISTILLATION epochs, likewise
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,6 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="further distillation epochs for candidates the fidelity ladder promotes (default: 2)")
     fit.add_argument("--no-ladder", action="store_true",
                      help="no fidelity ladder: measure and fine-tune every candidate fully (slower)")
+    fit.add_argument("--metric", choices=METRIC_NAMES, default=None,
+                     help="what the accuracy objective and every accuracy figure measure (default: accuracy, top-1)")
+    fit.add_argument("--final", action="store_true",
+                     help="after the search, re-train every Pareto member with the full fine-tune (rung 3; QAT for "
+                     "int8), score it on the test split and export the re-trained models (slow: ~1 min per member "
+                     "on the digits ViT)")
+    fit.add_argument("--final-epochs", type=_positive_int, default=None, metavar="N",
+                     help=f"epochs of --final's fine-tune (default: {FINAL_EPOCHS})")
+    fit.add_argument("--final-qat-epochs", type=_positive_int, default=None, metavar="N",
+                     help=f"epochs of quantization-aware training after it, for int8 members (default: {FINAL_QAT_EPOCHS})")
     fit.add_argument("--quiet", action="store_true", help="no progress lines")
     fit.add_argument("--json", action="store_true", help="print the result as JSON on standard output")
     commands.add_parser(
@@ -390,6 +402,10 @@ def _run_spec(args: argparse.Namespace, device_ids: Sequence[str], source: Any) 
         "epochs": args.epochs,
         "promote_epochs": getattr(args, "promote_epochs", None),
         "no_ladder": bool(getattr(args, "no_ladder", False)),
+        "metric": getattr(args, "metric", None),
+        "final": bool(getattr(args, "final", False)),
+        "final_epochs": getattr(args, "final_epochs", None),
+        "final_qat_epochs": getattr(args, "final_qat_epochs", None),
         "max_latency": args.max_latency,
         "max_size": args.max_size,
         "max_accuracy_drop": args.max_accuracy_drop,
@@ -406,6 +422,26 @@ def _ladder(args: argparse.Namespace) -> Any:
     promote = getattr(args, "promote_epochs", None)
     return LadderSettings(enabled=not getattr(args, "no_ladder", False),
                           **({} if promote is None else {"promote_epochs": promote}))
+
+
+def _final(args: argparse.Namespace) -> Any:
+    """Rung 3 after the search (``--final``, ``--final-epochs``, ``--final-qat-epochs``), or None.
+
+    Raises:
+        BadInput: An epochs option without ``--final``, or ``--final`` with ``search`` (which exports nothing).
+    """
+    final = bool(getattr(args, "final", False))
+    epochs, qat_epochs = getattr(args, "final_epochs", None), getattr(args, "final_qat_epochs", None)
+    if not final:
+        given = [flag for flag, value in (("--final-epochs", epochs), ("--final-qat-epochs", qat_epochs)) if value is not None]
+        if given:
+            raise BadInput(f"{given[0]} sets the length of --final's fine-tune: add --final (or 'final: true' in the config)")
+        return None
+    if getattr(args, "command", None) == "search":
+        raise BadInput("--final re-trains the exported members, and search exports nothing: use devicefit fit --final")
+    from devicefit.search._final import FinalSettings
+
+    return FinalSettings(**{name: value for name, value in (("epochs", epochs), ("qat_epochs", qat_epochs)) if value is not None})
 
 
 def _space(args: argparse.Namespace) -> dict[str, Any]:
@@ -440,6 +476,8 @@ def _settings(args: argparse.Namespace, devices: list[Any], predicted: Sequence[
             distillation=dataclasses.replace(DEFAULT_DISTILLATION, epochs=epochs, seed=args.seed),
             predict=tuple(predicted),
             ladder=_ladder(args),
+            metric=getattr(args, "metric", None) or "accuracy",  # older run specs have none
+            final=_final(args),
         )
     except ValueError as exc:
         raise BadInput(str(exc)) from None
@@ -576,6 +614,11 @@ def print_front(result: object) -> None:
             f"{device} {r.latency_ms:.3f} ms {r.source_label}" for device, r in record.latencies.items()
         )
         test = "" if member.test_accuracy is None else f"  test {member.test_accuracy:.4f}"
+        if member.retrained:
+            gain = (member.final.qat or {}).get("gain_test")  # type: ignore[union-attr]
+            test += f" ({member.test_fidelity}{'' if gain is None else f', QAT over PTQ {gain:+.4f}'})"
+        elif member.final is not None:
+            test += " (rung 3 failed: search figures)"
         print(f"  {record.key:<34} val {record.accuracy.accuracy:.4f} ({record.accuracy.fidelity}){test}  "
               f"{latencies}  {format_bytes(record.size_bytes)}")
 
