@@ -280,6 +280,11 @@ class Fit:
         self.accuracy = DistillationEvaluator(
             task.teacher, task.data, settings.distillation, metric=settings.metric, layout=layout
         )
+        if not space.finetunes and settings.final is not None:
+            raise ValueError(
+                "--final re-trains the Pareto members, but this space's candidates cannot be trained "
+                f"({getattr(space, 'no_finetune_reason', 'they are scored as built')}); run without --final"
+            )
         if not space.finetunes:  # students are scored as built, and promotion fine-tunes nothing
             self.accuracy = NoFinetuneEvaluator(task.teacher, task.data, metric=settings.metric)
             self.settings = settings = dataclasses.replace(

@@ -508,6 +508,10 @@ def _fit(args: argparse.Namespace) -> int:
 
         if importlib.util.find_spec("torch") is None:
             raise BadInput("--sampler gp needs torch: pip install 'devicefit[gp]' (torch 2.13.0, CPU build)")
+    if source.kind == "program" and getattr(args, "final", False):
+        raise BadInput(f"--final re-trains the Pareto members, but --model {source.reference} is a program without "
+                       "its code, whose candidates are scored as built (Paddle 2.6 cannot train a jit.load-ed "
+                       "program); run without --final")
     check_output_folder(args.out)
     settings = _settings(args, devices, predicted, args.trials or 12)
 

@@ -75,3 +75,14 @@ def test_report_and_worker_load_the_program_run(fitted) -> None:
     worker = _run("worker", "--storage", f"sqlite:///{out / 'study.db'}")  # rebuilds the task from the run spec
     assert worker.returncode == 0, worker.stderr[-2000:]
     assert "worker done: 0 trial(s) ran here; the study has its 3 trials" in worker.stderr
+
+
+def test_final_is_refused_for_a_program_in_one_line(fitted, tmp_path) -> None:
+    out, _ = fitted
+    model_file, npz = out.parent / "vit.pdmodel", out.parent / "digits.npz"
+    assert model_file.is_file()
+    result = _run("fit", "--model", str(model_file), "--data", str(npz), "--device", "host-x86", "--trials", "2",
+                  "--final", "--out", str(tmp_path / "final"))
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "--final re-trains" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "final").exists()
