@@ -17,8 +17,7 @@ Every run starts like ``devicefit fit`` does (the space's warm-start points are 
 ``random`` baseline, which is plain random search; ``random+warm`` (random with the warm start) is printed
 for comparison.
 
-The default is what ``--sampler auto`` picks for a run of that many trials (``resolve_sampler``); ``--render
-JSON`` prints the table and RESULT line again from a ``--json`` file without running anything.
+``--render JSON`` prints the table and RESULT line again from a ``--json`` file without running anything.
 
 Last line: ``RESULT trials_to_95_default=<n> trials_to_95_random=<n> default=<sampler>``.
 """
@@ -37,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from devicefit.search._hypervolume import hypervolume
-from devicefit.search._samplers import DEFAULT_SAMPLER, make_sampler, resolve_sampler
+from devicefit.search._samplers import DEFAULT_SAMPLER, make_sampler
 
 DEVICE = "sd865-cpu-4t"
 BASELINE = "random"
@@ -215,12 +214,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         trials = len(next(iter(histories.values()))[0])
         print(f"# rendered from {args.render} (reference hypervolume {saved['reference_hypervolume']:.6g}, "
               f"{trials} trials x {len(next(iter(histories.values())))} seeds; nothing recomputed)")
-        render(saved["reference_hypervolume"], histories, trials, default=resolve_sampler(DEFAULT_SAMPLER, trials))
+        render(saved["reference_hypervolume"], histories, trials, default=DEFAULT_SAMPLER)
         return 0
     samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
-    default = resolve_sampler(DEFAULT_SAMPLER, args.trials)
+    default = DEFAULT_SAMPLER
     if default not in samplers or BASELINE not in samplers:
-        parser.error(f"--samplers must include {default} (the default at {args.trials} trials) and {BASELINE}")
+        parser.error(f"--samplers must include {default} (the default) and {BASELINE}")
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="devicefit-search-eff-") as tmp:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-SAMPLERS: tuple[str, ...] = ("auto", "nsga2", "tpe", "gp", "random")
-DEFAULT_SAMPLER = "auto"
-#: ``auto`` is multi-objective TPE for runs shorter than this, NSGA-II from here on (see :func:`resolve_sampler`).
-AUTO_NSGA2_FROM_TRIALS = 300
+SAMPLERS: tuple[str, ...] = ("nsga2", "tpe", "gp", "random")
+DEFAULT_SAMPLER = "nsga2"
 
 
 class UnknownSamplerError(ValueError):
@@ -27,26 +25,8 @@ def startup_trials(trials: int) -> int:
     return max(4, min(10, trials // 4))
 
 
-def resolve_sampler(name: str, trials: int) -> str:
-    """The sampler that ``name`` stands for in a run of ``trials`` trials (``auto`` picks one; others are themselves).
-
-    ``auto`` picks from the trial budget, by ``bench/search_efficiency.py`` (digits ViT, 3 seeds, up to 100
-    trials): multi-objective TPE reached 95% of the reference hypervolume in fewer trials than NSGA-II at
-    every budget measured, because NSGA-II's first generation (a third of the run) is random. NSGA-II, whose
-    population is capped at 50, is kept for runs of :data:`AUTO_NSGA2_FROM_TRIALS` trials or more, long
-    enough for six generations; that end was not measured here.
-    """
-    if name != "auto":
-        return name
-    return "nsga2" if trials >= AUTO_NSGA2_FROM_TRIALS else "tpe"
-
-
 def describe_sampler(name: str, *, trials: int, seed: int) -> str:
     """One line for the banner."""
-    if name == "auto":
-        chosen = resolve_sampler(name, trials)
-        why = (f"under {AUTO_NSGA2_FROM_TRIALS} trials" if chosen == "tpe" else f"{AUTO_NSGA2_FROM_TRIALS}+ trials")
-        return f"auto ({why}): " + describe_sampler(chosen, trials=trials, seed=seed)
     if name == "nsga2":
         return f"NSGA-II, population {nsga2_population(trials)}, seed {seed}"
     if name == "tpe":
@@ -63,7 +43,7 @@ def make_sampler(name: str, *, seed: int, trials: int) -> Any:
     NSGA-II, TPE and GP read; random sampling ignores them.
 
     Args:
-        name: ``auto`` (default: :func:`resolve_sampler`), ``nsga2``, ``tpe``, ``gp`` or ``random``.
+        name: ``nsga2`` (default), ``tpe``, ``gp`` or ``random``.
         seed: Sampler seed.
         trials: The run's trial budget (sets population and start-up sizes).
 
@@ -72,7 +52,6 @@ def make_sampler(name: str, *, seed: int, trials: int) -> Any:
     """
     import optuna
 
-    name = resolve_sampler(name, trials)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=nsga2_population(trials))
     if name == "tpe":

@@ -5,14 +5,7 @@ import pytest
 
 from devicefit.evaluators._types import LatencyResult
 from devicefit.search._budget import Budget, feasible, memory_violations, parse_duration_seconds, parse_latency_budget
-from devicefit.search._samplers import (
-    AUTO_NSGA2_FROM_TRIALS,
-    SAMPLERS,
-    describe_sampler,
-    make_sampler,
-    nsga2_population,
-    resolve_sampler,
-)
+from devicefit.search._samplers import SAMPLERS, make_sampler, nsga2_population
 
 
 @pytest.mark.parametrize(
@@ -77,16 +70,6 @@ def test_same_seed_same_proposals() -> None:
 
     assert proposals() == proposals()
     assert nsga2_population(12) == 4 and nsga2_population(600) == 50
-
-
-def test_auto_picks_tpe_for_short_runs_and_nsga2_for_long_ones() -> None:
-    short, long = AUTO_NSGA2_FROM_TRIALS - 1, AUTO_NSGA2_FROM_TRIALS
-    assert (resolve_sampler("auto", short), resolve_sampler("auto", long)) == ("tpe", "nsga2")
-    assert resolve_sampler("random", long) == "random"  # a sampler named by the user is never replaced
-    assert isinstance(make_sampler("auto", seed=0, trials=short), optuna.samplers.TPESampler)
-    assert isinstance(make_sampler("auto", seed=0, trials=long), optuna.samplers.NSGAIISampler)
-    banner = describe_sampler("auto", trials=12, seed=3)
-    assert banner.startswith("auto (under ") and "TPE" in banner and "seed 3" in banner
 
 
 def test_a_device_memory_limit_becomes_a_constraint_only_where_memory_was_measured() -> None:
