@@ -39,6 +39,7 @@ from devicefit.device_profiles._fit import (
 )
 from devicefit.device_profiles._predictor import PredictorError, Provenance
 from devicefit.device_profiles._probes import (
+    DATA_MOVEMENT_KINDS,
     PROBE_KINDS,
     EncoderSpec,
     ProbeKind,
@@ -232,12 +233,15 @@ class Calibration:
 def plan_specs(plan: CalibrationPlan) -> list[tuple[str, ProbeSpec | EncoderSpec]]:
     """The sweep of a plan: ``(group, spec)`` pairs, deterministic in ``plan.seed``."""
     rng = np.random.default_rng(plan.seed)
-    specs: list[tuple[str, ProbeSpec | EncoderSpec]] = [
-        ("probe", s) for s in probe_sweep(rng, plan.probes_per_kind, plan.probe_kinds)
-    ]
+    kernels = tuple(k for k in plan.probe_kinds if k not in DATA_MOVEMENT_KINDS)
+    specs: list[tuple[str, ProbeSpec | EncoderSpec]] = [("probe", s) for s in probe_sweep(rng, plan.probes_per_kind, kernels)]
     names = {s.name for _, s in specs}
     specs += [("probe", s) for s in gemm_sweep(rng, plan.gemm_probes) if s.name not in names]
     specs += [("model", s) for s in encoder_sweep(rng, plan.encoders, hidden=plan.encoder_hidden)]
+    # the data-movement probes draw from their own stream, so adding them left the rest of a seed's sweep as it was
+    movement = tuple(k for k in plan.probe_kinds if k in DATA_MOVEMENT_KINDS)
+    if movement:
+        specs += [("probe", s) for s in probe_sweep(np.random.default_rng([plan.seed, 1]), plan.probes_per_kind, movement)]
     return specs
 
 

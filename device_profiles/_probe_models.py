@@ -80,6 +80,16 @@ class ProbeModel(paddle.nn.Layer):  # type: ignore[misc,name-defined]
             return self.embed(x)
         if kind == "slice":
             return x[:, 0]
+        if kind == "zeros_like":
+            return paddle.zeros_like(x)
+        if kind == "arange":
+            # the position ids of a BERT-style model (digits-bert): a range over the run-time sequence length
+            # (int32, the type of the shape, so no cast kernel joins the probe)
+            return paddle.arange(paddle.shape(x)[1], dtype="int32")
+        if kind == "unsqueeze":
+            return x.unsqueeze(1)
+        if kind == "squeeze":
+            return x.squeeze(2)
         return paddle.concat([self.token.expand([paddle.shape(x)[0], -1, -1]), x], axis=1)
 
 

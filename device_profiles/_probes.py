@@ -28,12 +28,17 @@ from devicefit.spaces._paddle import import_paddle
 
 ProbeKind = Literal[
     "linear", "linear_relu", "matmul_qk", "matmul_av", "softmax", "layer_norm", "gelu", "relu", "tanh", "add", "mul",
-    "scale", "mean", "transpose", "conv", "lookup", "slice", "concat",
+    "scale", "mean", "transpose", "conv", "lookup", "slice", "concat", "zeros_like", "arange", "unsqueeze",
+    "squeeze",
 ]
 PROBE_KINDS: tuple[ProbeKind, ...] = (
     "linear", "linear_relu", "matmul_qk", "matmul_av", "softmax", "layer_norm", "gelu", "relu", "tanh", "add", "mul",
-    "scale", "mean", "transpose", "conv", "lookup", "slice", "concat",
+    "scale", "mean", "transpose", "conv", "lookup", "slice", "concat", "zeros_like", "arange", "unsqueeze", "squeeze",
 )
+#: Probe kinds of the small data-movement ops that candidates have and encoders of the sweep do not (a
+#: ``zeros_like``, an ``arange``, an ``unsqueeze``/``squeeze``): without them a profile prices those kernels by
+#: a stand-in op (``_predictor.STAND_IN_OPS``).
+DATA_MOVEMENT_KINDS: tuple[ProbeKind, ...] = ("zeros_like", "arange", "unsqueeze", "squeeze")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,8 +120,9 @@ def probe_input_shapes(spec: ProbeSpec) -> list[tuple[tuple[int, ...], str]]:
 
     Dimensions by kind: ``linear``/``linear_relu`` m (rows), k (in), n (out); ``matmul_qk``/``matmul_av`` h (heads),
     s (tokens), d (head width); ``softmax`` h, s; ``layer_norm``/``gelu``/``relu``/``tanh``/``add``/``scale``/
-    ``slice``/``concat`` s, d; ``transpose`` s, h, d (the attention head split); ``conv`` c (in channels),
-    o (out channels), k (kernel = stride), i (image side); ``lookup`` s (ids), v (vocabulary), d (width).
+    ``slice``/``concat``/``zeros_like``/``unsqueeze``/``squeeze`` s, d; ``transpose`` s, h, d (the attention head
+    split); ``conv`` c (in channels), o (out channels), k (kernel = stride), i (image side); ``lookup`` s (ids),
+    v (vocabulary), d (width); ``arange`` s (ids: the length of the position range).
     """
     kind = spec.kind
     dim = spec.dim
@@ -128,8 +134,12 @@ def probe_input_shapes(spec: ProbeSpec) -> list[tuple[tuple[int, ...], str]]:
         return [((1, dim("h"), dim("s"), dim("s")), "float32"), ((1, dim("h"), dim("s"), dim("d")), "float32")]
     if kind == "softmax":
         return [((1, dim("h"), dim("s"), dim("s")), "float32")]
-    if kind in ("layer_norm", "gelu", "relu", "tanh", "scale", "mean", "slice", "concat"):
+    if kind in ("layer_norm", "gelu", "relu", "tanh", "scale", "mean", "slice", "concat", "zeros_like", "unsqueeze"):
         return [((1, dim("s"), dim("d")), "float32")]
+    if kind == "squeeze":
+        return [((1, dim("s"), 1, dim("d")), "float32")]
+    if kind == "arange":
+        return [((1, dim("s")), "int64")]
     if kind in ("add", "mul"):
         return [((1, dim("s"), dim("d")), "float32")] * 2
     if kind == "transpose":
@@ -229,6 +239,8 @@ def probe_sweep(rng: np.random.Generator, per_kind: int, kinds: Sequence[ProbeKi
                 dims = {"c": int(rng.choice([1, 3])), "o": d, "k": k, "i": k * _log_choice(rng, 2, 16)}
             elif kind == "lookup":
                 dims = {"s": s, "v": _log_choice(rng, 16, 30000), "d": d}
+            elif kind == "arange":
+                dims = {"s": _log_choice(rng, 1, 1024)}
             else:
                 dims = {"s": max(2, s) if kind == "slice" else s, "d": d * (4 if kind in ("gelu", "relu") else 1)}
             spec = ProbeSpec(kind, tuple(dims.items()))
