@@ -29,7 +29,7 @@ class ProbeModel(paddle.nn.Layer):  # type: ignore[misc,name-defined]
         # Paddle Lite cannot convert a program without weights, so every probe has one tiny weight, fetched
         # as a second output through a one-element ``scale`` kernel (a known, near-constant cost).
         self.anchor = self.create_parameter([1])
-        if kind in ("linear", "linear_relu"):
+        if kind in ("linear", "linear_relu", "int8_linear"):
             self.linear = nn.Linear(dims["k"], dims["n"])
         elif kind == "layer_norm":
             self.norm = nn.LayerNorm(dims["d"])
@@ -46,7 +46,7 @@ class ProbeModel(paddle.nn.Layer):  # type: ignore[misc,name-defined]
     def main(self, x, y=None):  # type: ignore[no-untyped-def]
         """The probed kernel."""
         kind = self.kind
-        if kind == "linear":
+        if kind in ("linear", "int8_linear"):  # int8_linear: quantized after export (see _probes.export_probe)
             return self.linear(x)
         if kind == "linear_relu":
             return paddle.nn.functional.relu(self.linear(x))
