@@ -236,7 +236,9 @@ def plan_specs(plan: CalibrationPlan) -> list[tuple[str, ProbeSpec | EncoderSpec
     rng = np.random.default_rng(plan.seed)
     own_stream = DATA_MOVEMENT_KINDS + INT8_KINDS
     kernels = tuple(k for k in plan.probe_kinds if k not in own_stream)
-    specs: list[tuple[str, ProbeSpec | EncoderSpec]] = [("probe", s) for s in probe_sweep(rng, plan.probes_per_kind, kernels)]
+    specs: list[tuple[str, ProbeSpec | EncoderSpec]] = [
+        ("probe", s) for s in probe_sweep(rng, plan.probes_per_kind, kernels)
+    ]
     names = {s.name for _, s in specs}
     specs += [("probe", s) for s in gemm_sweep(rng, plan.gemm_probes) if s.name not in names]
     specs += [("model", s) for s in encoder_sweep(rng, plan.encoders, hidden=plan.encoder_hidden)]

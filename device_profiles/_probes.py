@@ -126,11 +126,12 @@ class EncoderSpec:
 def probe_input_shapes(spec: ProbeSpec) -> list[tuple[tuple[int, ...], str]]:
     """``(shape, dtype)`` of each input of a probe (batch of one).
 
-    Dimensions by kind: ``linear``/``linear_relu``/``int8_linear`` m (rows), k (in), n (out); ``matmul_qk``/``matmul_av`` h (heads),
-    s (tokens), d (head width); ``softmax`` h, s; ``layer_norm``/``gelu``/``relu``/``tanh``/``add``/``scale``/
-    ``slice``/``concat``/``zeros_like``/``unsqueeze``/``squeeze`` s, d; ``transpose`` s, h, d (the attention head
-    split); ``conv`` c (in channels), o (out channels), k (kernel = stride), i (image side); ``lookup`` s (ids),
-    v (vocabulary), d (width); ``arange`` s (ids: the length of the position range).
+    Dimensions by kind: ``linear``/``linear_relu``/``int8_linear`` m (rows), k (in), n (out);
+    ``matmul_qk``/``matmul_av`` h (heads), s (tokens), d (head width); ``softmax`` h, s;
+    ``layer_norm``/``gelu``/``relu``/``tanh``/``add``/``scale``/``slice``/``concat``/``zeros_like``/``unsqueeze``/
+    ``squeeze`` s, d; ``transpose`` s, h, d (the attention head split); ``conv`` c (in channels), o (out
+    channels), k (kernel = stride), i (image side); ``lookup`` s (ids), v (vocabulary), d (width); ``arange`` s
+    (ids: the length of the position range).
     """
     kind = spec.kind
     dim = spec.dim

@@ -21,8 +21,9 @@ from devicefit.device_profiles._calibrate import (
 )
 from devicefit.device_profiles._features import kernel_features
 from devicefit.device_profiles._fit import Sample, fit_predictor
-from devicefit.device_profiles._predictor import STAND_IN_OPS, PredictorParams, Provenance, predict_latency
-from devicefit.device_profiles._probes import DATA_MOVEMENT_KINDS, INT8_KINDS, ProbeSpec
+from devicefit.device_profiles._predictor import STAND_IN_OPS, Provenance, predict_latency
+from devicefit.device_profiles._probes import DATA_MOVEMENT_KINDS, INT8_KINDS, EncoderSpec, ProbeSpec
+from devicefit.device_profiles._shapes import ShapedProgram
 from devicefit.evaluators._lite_client import LiteWorker
 from tests.device_profiles.test_calibrate import PHONE, TrueCostRunner, true_latency_ms
 
@@ -37,7 +38,7 @@ def lite():
         yield worker
 
 
-def _own_keys(program) -> dict[str, str]:
+def _own_keys(program: ShapedProgram) -> dict[str, str]:
     """op type -> cost key of the program's kernels."""
     return {k.type: kernel_features(k).key for k in program.kernels}
 
@@ -70,13 +71,16 @@ def test_data_movement_probes_convert_and_a_fitted_host_profile_prices_them_with
     assert predict_latency(program, seeded).stand_ins == {key: "host/fill_constant/any"}
 
 
+def _probe_kinds(specs: list[tuple[str, ProbeSpec | EncoderSpec]]) -> list[str]:
+    return sorted(s.kind for g, s in specs if isinstance(s, ProbeSpec))
+
+
 def test_int8_probes_are_in_the_sweep_only_of_devices_that_run_int8() -> None:
     plan = CalibrationPlan(probes_per_kind=1, gemm_probes=0, encoders=2, encoder_hidden=(32,), folds=2,
                            probe_kinds=("linear", *INT8_KINDS, *DATA_MOVEMENT_KINDS))
-    kinds = lambda specs: sorted(s.kind for g, s in specs if g == "probe")  # noqa: E731
-    assert kinds(device_specs(plan, load_profile("sd865-cpu-4t"))) == kinds(plan_specs(plan))
-    host = kinds(device_specs(plan, load_profile("host-x86")))
-    assert "int8_linear" in kinds(plan_specs(plan)) and "int8_linear" not in host and "zeros_like" in host
+    assert _probe_kinds(device_specs(plan, load_profile("sd865-cpu-4t"))) == _probe_kinds(plan_specs(plan))
+    host = _probe_kinds(device_specs(plan, load_profile("host-x86")))
+    assert "int8_linear" in _probe_kinds(plan_specs(plan)) and "int8_linear" not in host and "zeros_like" in host
     # the new kinds draw from their own stream: the sweep of the kinds that were there before is unchanged
     before = dataclasses.replace(plan, probe_kinds=("linear",))
     assert [s.name for _, s in plan_specs(before)] == [
@@ -88,8 +92,9 @@ def test_a_phone_calibrated_with_int8_probes_prices_calib_and_int8_gemms_itself(
     phone = dataclasses.replace(PHONE, precisions=("fp32", "int8"))
     plan = CalibrationPlan(probes_per_kind=2, gemm_probes=0, encoders=2, encoder_hidden=(32,), folds=2,
                            probe_kinds=("linear", *INT8_KINDS))
+    protocol = TimingProtocol(visits=1, min_runs=3, max_runs=3)
     calibration = calibrate(phone, runner=TrueCostRunner(seed=0), worker=lite, work_dir=tmp_path / "work", plan=plan,
-                            protocol=TimingProtocol(visits=1, min_runs=3, max_runs=3), today=datetime.date(2026, 11, 28))
+                            protocol=protocol, today=datetime.date(2026, 11, 28))
     assert not calibration.failures
     kernels = calibration.profile.predictor.kernels
     assert kernels["arm/calib/int8"].models == 2 and kernels["arm/fc/int8"].models == 2
