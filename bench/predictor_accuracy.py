@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
         rows = []
         cost_ms = []
+        stand_ins: dict[str, str] = {}
         for model in models:
             if model.name not in measured:
                 continue
@@ -160,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             prediction = predict_program(program_dir / "model", program_dir / "params", inputs, profile)
             cost_ms.append((time.perf_counter() - tick) * 1000.0)
             rows.append((model.name, prediction.latency_ms, measured[model.name]))
+            stand_ins.update(prediction.stand_ins)
 
     print(f"\n{'model':<62} {'predicted_ms':>12} {'measured_ms':>12} {'error':>8}")
     for name, predicted, actual in sorted(rows, key=lambda r: -abs(r[1] / r[2] - 1)):
@@ -179,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     print(f"prediction cost (protobuf read + shapes + predictor): mean {np.mean(cost_ms):.1f} ms, "
           f"max {np.max(cost_ms):.1f} ms per candidate (the first includes importing Paddle's protobuf module)")
+    print("kernels priced by a stand-in op: "
+          + (", ".join(f"{k} priced as {v}" for k, v in sorted(stand_ins.items())) or "none"))
     print(f"calibration's own cross-validated error: {profile.predictor.provenance.error.describe() if profile.predictor.provenance.error else 'n/a'}")
     print(f"measurement: {protocol.describe()}; {_load_line()}; total {time.time() - started:.0f} s")
     print(f"RESULT within10={overall.within10:.3f} mape={overall.mape_percent:.2f} spearman={overall.spearman:.4f}")

@@ -39,6 +39,8 @@ from devicefit.device_profiles._fit import (
 )
 from devicefit.device_profiles._predictor import PredictorError, Provenance
 from devicefit.device_profiles._probes import (
+    DATA_MOVEMENT_KINDS,
+    INT8_KINDS,
     PROBE_KINDS,
     EncoderSpec,
     ProbeKind,
@@ -232,13 +234,27 @@ class Calibration:
 def plan_specs(plan: CalibrationPlan) -> list[tuple[str, ProbeSpec | EncoderSpec]]:
     """The sweep of a plan: ``(group, spec)`` pairs, deterministic in ``plan.seed``."""
     rng = np.random.default_rng(plan.seed)
+    own_stream = DATA_MOVEMENT_KINDS + INT8_KINDS
+    kernels = tuple(k for k in plan.probe_kinds if k not in own_stream)
     specs: list[tuple[str, ProbeSpec | EncoderSpec]] = [
-        ("probe", s) for s in probe_sweep(rng, plan.probes_per_kind, plan.probe_kinds)
+        ("probe", s) for s in probe_sweep(rng, plan.probes_per_kind, kernels)
     ]
     names = {s.name for _, s in specs}
     specs += [("probe", s) for s in gemm_sweep(rng, plan.gemm_probes) if s.name not in names]
     specs += [("model", s) for s in encoder_sweep(rng, plan.encoders, hidden=plan.encoder_hidden)]
+    # the data-movement and int8 probes draw from their own stream, so adding them left the rest of a seed's sweep
+    # as it was
+    later = tuple(k for k in plan.probe_kinds if k in own_stream)
+    if later:
+        specs += [("probe", s) for s in probe_sweep(np.random.default_rng([plan.seed, 1]), plan.probes_per_kind, later)]
     return specs
+
+
+def device_specs(plan: CalibrationPlan, profile: DeviceProfile) -> list[tuple[str, ProbeSpec | EncoderSpec]]:
+    """The sweep of a plan for one device: :func:`plan_specs` without the int8 probes when the device does not
+    list ``int8`` among its precisions (its int8 programs would run fp32 kernels, or none)."""
+    int8 = "int8" in profile.precisions
+    return [(g, s) for g, s in plan_specs(plan) if int8 or not (isinstance(s, ProbeSpec) and s.kind in INT8_KINDS)]
 
 
 def convert_for_device(
@@ -432,7 +448,7 @@ def calibrate(
         )
     runner.check(profile)
     runtime = runner.runtime_version(profile)
-    specs = plan_specs(plan)
+    specs = device_specs(plan, profile)
     log(f"calibrating {profile.id} ({profile.places}, {profile.threads} thread(s)): {len(specs)} models")
     load_before = _load()
     models: list[CalibrationModel] = []

@@ -29,7 +29,7 @@ class ProbeModel(paddle.nn.Layer):  # type: ignore[misc,name-defined]
         # Paddle Lite cannot convert a program without weights, so every probe has one tiny weight, fetched
         # as a second output through a one-element ``scale`` kernel (a known, near-constant cost).
         self.anchor = self.create_parameter([1])
-        if kind in ("linear", "linear_relu"):
+        if kind in ("linear", "linear_relu", "int8_linear"):
             self.linear = nn.Linear(dims["k"], dims["n"])
         elif kind == "layer_norm":
             self.norm = nn.LayerNorm(dims["d"])
@@ -46,7 +46,7 @@ class ProbeModel(paddle.nn.Layer):  # type: ignore[misc,name-defined]
     def main(self, x, y=None):  # type: ignore[no-untyped-def]
         """The probed kernel."""
         kind = self.kind
-        if kind == "linear":
+        if kind in ("linear", "int8_linear"):  # int8_linear: quantized after export (see _probes.export_probe)
             return self.linear(x)
         if kind == "linear_relu":
             return paddle.nn.functional.relu(self.linear(x))
@@ -80,6 +80,16 @@ class ProbeModel(paddle.nn.Layer):  # type: ignore[misc,name-defined]
             return self.embed(x)
         if kind == "slice":
             return x[:, 0]
+        if kind == "zeros_like":
+            return paddle.zeros_like(x)
+        if kind == "arange":
+            # the position ids of a BERT-style model (digits-bert): a range over the run-time sequence length
+            # (int32, the type of the shape, so no cast kernel joins the probe)
+            return paddle.arange(paddle.shape(x)[1], dtype="int32")
+        if kind == "unsqueeze":
+            return x.unsqueeze(1)
+        if kind == "squeeze":
+            return x.squeeze(2)
         return paddle.concat([self.token.expand([paddle.shape(x)[0], -1, -1]), x], axis=1)
 
 

@@ -28,12 +28,25 @@ from devicefit.spaces._paddle import import_paddle
 
 ProbeKind = Literal[
     "linear", "linear_relu", "matmul_qk", "matmul_av", "softmax", "layer_norm", "gelu", "relu", "tanh", "add", "mul",
-    "scale", "mean", "transpose", "conv", "lookup", "slice", "concat",
+    "scale", "mean", "transpose", "conv", "lookup", "slice", "concat", "zeros_like", "arange", "unsqueeze",
+    "squeeze", "int8_linear",
 ]
 PROBE_KINDS: tuple[ProbeKind, ...] = (
     "linear", "linear_relu", "matmul_qk", "matmul_av", "softmax", "layer_norm", "gelu", "relu", "tanh", "add", "mul",
-    "scale", "mean", "transpose", "conv", "lookup", "slice", "concat",
+    "scale", "mean", "transpose", "conv", "lookup", "slice", "concat", "zeros_like", "arange", "unsqueeze", "squeeze",
+    "int8_linear",
 )
+#: Probe kinds of the small data-movement ops that candidates have and encoders of the sweep do not (a
+#: ``zeros_like``, an ``arange``, an ``unsqueeze``/``squeeze``): without them a profile prices those kernels by
+#: a stand-in op (``_predictor.STAND_IN_OPS``).
+DATA_MOVEMENT_KINDS: tuple[ProbeKind, ...] = ("zeros_like", "arange", "unsqueeze", "squeeze")
+#: Probe kinds exported as int8 programs (PaddleSlim's post-training quantization, as int8 candidates are):
+#: a device with int8 kernels runs them with ``calib`` kernels (the float<->int8 conversions) around its int8
+#: GEMMs. Only devices that list ``int8`` among their precisions are calibrated with them: Paddle Lite's x86
+#: places turn an int8 program into fp32 kernels (no ``calib``, see ``spaces/_precision.py``).
+INT8_KINDS: tuple[ProbeKind, ...] = ("int8_linear",)
+#: Calibration samples of an int8 probe's quantization (random normal inputs; latency does not depend on them).
+INT8_PROBE_SAMPLES = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,14 +126,16 @@ class EncoderSpec:
 def probe_input_shapes(spec: ProbeSpec) -> list[tuple[tuple[int, ...], str]]:
     """``(shape, dtype)`` of each input of a probe (batch of one).
 
-    Dimensions by kind: ``linear``/``linear_relu`` m (rows), k (in), n (out); ``matmul_qk``/``matmul_av`` h (heads),
-    s (tokens), d (head width); ``softmax`` h, s; ``layer_norm``/``gelu``/``relu``/``tanh``/``add``/``scale``/
-    ``slice``/``concat`` s, d; ``transpose`` s, h, d (the attention head split); ``conv`` c (in channels),
-    o (out channels), k (kernel = stride), i (image side); ``lookup`` s (ids), v (vocabulary), d (width).
+    Dimensions by kind: ``linear``/``linear_relu``/``int8_linear`` m (rows), k (in), n (out);
+    ``matmul_qk``/``matmul_av`` h (heads), s (tokens), d (head width); ``softmax`` h, s;
+    ``layer_norm``/``gelu``/``relu``/``tanh``/``add``/``scale``/``slice``/``concat``/``zeros_like``/``unsqueeze``/
+    ``squeeze`` s, d; ``transpose`` s, h, d (the attention head split); ``conv`` c (in channels), o (out
+    channels), k (kernel = stride), i (image side); ``lookup`` s (ids), v (vocabulary), d (width); ``arange`` s
+    (ids: the length of the position range).
     """
     kind = spec.kind
     dim = spec.dim
-    if kind in ("linear", "linear_relu"):
+    if kind in ("linear", "linear_relu", "int8_linear"):
         return [((1, dim("m"), dim("k")), "float32")]
     if kind == "matmul_qk":
         return [((1, dim("h"), dim("s"), dim("d")), "float32")] * 2
@@ -128,8 +143,12 @@ def probe_input_shapes(spec: ProbeSpec) -> list[tuple[tuple[int, ...], str]]:
         return [((1, dim("h"), dim("s"), dim("s")), "float32"), ((1, dim("h"), dim("s"), dim("d")), "float32")]
     if kind == "softmax":
         return [((1, dim("h"), dim("s"), dim("s")), "float32")]
-    if kind in ("layer_norm", "gelu", "relu", "tanh", "scale", "mean", "slice", "concat"):
+    if kind in ("layer_norm", "gelu", "relu", "tanh", "scale", "mean", "slice", "concat", "zeros_like", "unsqueeze"):
         return [((1, dim("s"), dim("d")), "float32")]
+    if kind == "squeeze":
+        return [((1, dim("s"), 1, dim("d")), "float32")]
+    if kind == "arange":
+        return [((1, dim("s")), "int64")]
     if kind in ("add", "mul"):
         return [((1, dim("s"), dim("d")), "float32")] * 2
     if kind == "transpose":
@@ -178,7 +197,16 @@ def export_probe(spec: ProbeSpec, directory: Path, seed: int) -> Artifact:
     layer = ProbeModel(spec.kind, dict(spec.dims))
     layer.eval()
     specs = [paddle.static.InputSpec(list(shape), dtype) for shape, dtype in probe_input_shapes(spec)]
-    return export_inference_model(layer, specs, directory)
+    if spec.kind not in INT8_KINDS:
+        return export_inference_model(layer, specs, directory)
+    from devicefit.spaces._precision import FP32_DIR, quantize_post_static
+
+    fp32 = export_inference_model(layer, specs, directory / FP32_DIR)
+    rng = np.random.default_rng(seed)
+    samples = tuple(
+        rng.standard_normal((INT8_PROBE_SAMPLES, *shape[1:])).astype(dtype) for shape, dtype in probe_input_shapes(spec)
+    )
+    return quantize_post_static(fp32, directory, samples, algo="abs_max", batch_size=1)
 
 
 def export_encoder(spec: EncoderSpec, directory: Path, seed: int) -> Artifact:
@@ -218,7 +246,7 @@ def probe_sweep(rng: np.random.Generator, per_kind: int, kinds: Sequence[ProbeKi
             h = int(rng.choice([1, 2, 3, 4, 6, 8, 12, 16]))
             hd = _log_choice(rng, 8, 128, multiple=8)
             dims: dict[str, int]
-            if kind in ("linear", "linear_relu"):
+            if kind in ("linear", "linear_relu", "int8_linear"):
                 dims = {"m": s, "k": d, "n": _log_choice(rng, 8, 4096, multiple=8)}
             elif kind in ("matmul_qk", "matmul_av", "transpose"):
                 dims = {"s": s, "h": h, "d": hd} if kind == "transpose" else {"h": h, "s": s, "d": hd}
@@ -229,6 +257,8 @@ def probe_sweep(rng: np.random.Generator, per_kind: int, kinds: Sequence[ProbeKi
                 dims = {"c": int(rng.choice([1, 3])), "o": d, "k": k, "i": k * _log_choice(rng, 2, 16)}
             elif kind == "lookup":
                 dims = {"s": s, "v": _log_choice(rng, 16, 30000), "d": d}
+            elif kind == "arange":
+                dims = {"s": _log_choice(rng, 1, 1024)}
             else:
                 dims = {"s": max(2, s) if kind == "slice" else s, "d": d * (4 if kind in ("gelu", "relu") else 1)}
             spec = ProbeSpec(kind, tuple(dims.items()))
@@ -243,7 +273,7 @@ def _probe_elements(spec: ProbeSpec) -> int:
     """Largest tensor of a probe in elements (keeps every probe small enough to time quickly)."""
     sizes = [math.prod(shape) for shape, _ in probe_input_shapes(spec)]
     dims = dict(spec.dims)
-    if spec.kind in ("linear", "linear_relu"):
+    if spec.kind in ("linear", "linear_relu", "int8_linear"):
         sizes += [dims["k"] * dims["n"], dims["m"] * dims["n"]]
     if spec.kind == "lookup":
         sizes.append(dims["v"] * dims["d"])
