@@ -139,12 +139,13 @@ class DistillationEvaluator(AccuracyEvaluator):
         return AccuracyResult(value, "val", self.fidelity, time.perf_counter() - started, details, self.metric.name)
 
 
-class NoFinetuneEvaluator(AccuracyEvaluator):
+class NoFinetuneEvaluator(DistillationEvaluator):
     """Scores the student as it was built, without training it: for students that cannot be fine-tuned.
 
     Used for the candidates of an inference program without its code (Paddle 2.6 computes no gradient
-    through a ``jit.load``-ed program). The figure is the student's metric on ``val``; the details hold its
-    agreement with the teacher (``val_agreement``) and the KL divergence of its logits (``val_kl``, nats).
+    through a ``jit.load``-ed program). It is :class:`DistillationEvaluator` with a fine-tune that does
+    nothing: the figure is the student's metric on ``val``; the details hold its agreement with the teacher
+    (``val_agreement``) and the KL divergence of its logits (``val_kl``, nats).
 
     Args:
         teacher: The trained model.
@@ -153,25 +154,15 @@ class NoFinetuneEvaluator(AccuracyEvaluator):
     """
 
     def __init__(self, teacher: Any, data: TaskData, *, metric: Metric | str | MetricFunction = ACCURACY) -> None:
-        self.teacher = teacher
-        self.data = data
-        self.metric = as_metric(metric)
-        self._teacher_val_logits: np.ndarray | None = None
+        super().__init__(teacher, data, metric=metric)
 
     @property
     def fidelity(self) -> str:
         return "no-finetune"
 
-    def evaluate(self, student: Any, *, teacher_layers: Sequence[int] | None = None) -> AccuracyResult:
-        del teacher_layers
-        started = time.perf_counter()
-        if self._teacher_val_logits is None:
-            self._teacher_val_logits = predict_logits(self.teacher, self.data.val)
-        logits = predict_logits(student, self.data.val)
-        details = {"val_agreement": teacher_agreement(logits, self._teacher_val_logits),
-                   "val_kl": teacher_kl(logits, self._teacher_val_logits)}
-        value = self.metric(logits, self.data.val.labels)
-        return AccuracyResult(value, "val", self.fidelity, time.perf_counter() - started, details, self.metric.name)
+    def distill(self, student: Any, *, teacher_layers: Sequence[int] | None = None) -> dict[str, Any]:
+        """Nothing to run: the student is scored as built."""
+        return {}
 
 
 def test_accuracy(model: Any, data: TaskData) -> float:
