@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from devicefit.evaluators._accuracy import AccuracyEvaluator, predict_logits
+from devicefit.evaluators._accuracy import DistillationEvaluator, predict_logits
 from devicefit.evaluators._data import TaskData
-from devicefit.evaluators._distill import DistillationSettings, Distiller
-from devicefit.evaluators._metrics import ACCURACY, Metric, MetricFunction, as_metric, teacher_agreement
+from devicefit.evaluators._distill import DistillationSettings
+from devicefit.evaluators._metrics import ACCURACY, Metric, MetricFunction, teacher_agreement
 from devicefit.evaluators._quant import (
     QuantizationSettings,
     calibrate,
@@ -43,7 +43,7 @@ FINAL_DISTILLATION = DistillationSettings(epochs=30, learning_rate=2e-3)
 QAT_DISTILLATION = DistillationSettings(epochs=5, learning_rate=1e-4)
 
 
-class FinalEvaluator(AccuracyEvaluator):
+class FinalEvaluator(DistillationEvaluator):
     """Rung 3 for fp32 candidates: the full distillation fine-tune, scored on ``val``; ``test`` on request.
 
     Args:
@@ -66,11 +66,7 @@ class FinalEvaluator(AccuracyEvaluator):
         metric: Metric | str | MetricFunction = ACCURACY,
         layout: ModelLayout | None = None,
     ) -> None:
-        self.teacher = teacher
-        self.data = data
-        self.settings = settings
-        self.metric = as_metric(metric)
-        self.distiller = Distiller(teacher, data.train, layout=layout)
+        super().__init__(teacher, data, settings, metric=metric, layout=layout)
 
     @property
     def fidelity(self) -> str:
@@ -78,7 +74,7 @@ class FinalEvaluator(AccuracyEvaluator):
 
     def evaluate(self, student: Any, *, teacher_layers: Sequence[int] | None = None) -> AccuracyResult:
         started = time.perf_counter()
-        details: dict[str, Any] = self.distiller.run(student, self.settings, teacher_layers=teacher_layers).to_details()
+        details = self.distill(student, teacher_layers=teacher_layers)
         value = self.metric(predict_logits(student, self.data.val), self.data.val.labels)
         return AccuracyResult(value, "val", self.fidelity, time.perf_counter() - started, details, self.metric.name)
 
