@@ -17,7 +17,11 @@ Every run starts like ``devicefit fit`` does (the space's warm-start points are 
 ``random`` baseline, which is plain random search; ``random+warm`` (random with the warm start) is printed
 for comparison.
 
-``--render JSON`` prints the table and RESULT line again from a ``--json`` file without running anything.
+``--cache FILE`` keeps every built candidate's values in FILE (keyed by candidate, checked against the device
+profile's version, the rung's epochs and the objectives) and reuses them in later invocations, which may run
+at the same time; the reference front then also holds every candidate FILE has seen. ``--render JSON...``
+prints the table and RESULT line again from ``--json`` files without running anything (several files: every
+history against the largest of their references).
 
 Last line: ``RESULT trials_to_95_default=<n> trials_to_95_random=<n> default=<sampler>``.
 """
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -52,7 +57,7 @@ class SearchObjective:
         epochs: Accuracy rung epochs; ``None`` keeps the search's default.
     """
 
-    def __init__(self, out: Path, device: str, *, epochs: int | None = None) -> None:
+    def __init__(self, out: Path, device: str, *, epochs: int | None = None, cache: Path | None = None) -> None:
         import dataclasses
 
         from devicefit.device_profiles import load_profile
@@ -77,6 +82,19 @@ class SearchObjective:
         self.evaluations = 0
         self.hits = 0
         self.latency_sources: set[str] = set()
+        self._cache_file = cache
+        profile = settings.devices[0]
+        self._cache_header = {"device": profile.id, "profile_version": profile.version,
+                              "epochs": settings.distillation.epochs, "objectives": self.names}
+        self.loaded = 0
+        if cache is not None and cache.exists():
+            saved = json.loads(cache.read_text())
+            if saved.get("header") != self._cache_header:
+                raise SystemExit(f"{cache} holds values for {saved.get('header')}, not {self._cache_header}: "
+                                 f"use another --cache file")
+            self._cache.update({k: v for k, v in saved["values"].items()})
+            self.loaded = len(self._cache)
+            self.latency_sources.update(saved.get("latency_sources", []))
 
     def describe(self) -> str:
         return f"digits-vit -> {self.settings.device_ids[0]}; space: {self.space.describe()}"  # type: ignore[attr-defined]
@@ -101,7 +119,26 @@ class SearchObjective:
             values = record.values(self.settings.objectives)
         self.evaluations += 1
         self._cache[key] = values
+        self._save()
         return values
+
+    def _save(self) -> None:
+        """Write the cache (atomically), so an interrupted or later invocation reuses every candidate built."""
+        if self._cache_file is None:
+            return
+        if self._cache_file.exists():  # another invocation may share the file: keep what it added
+            saved = json.loads(self._cache_file.read_text())
+            if saved.get("header") == self._cache_header:
+                for key, values in saved["values"].items():
+                    self._cache.setdefault(key, values)
+        tmp = self._cache_file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"header": self._cache_header, "latency_sources": sorted(self.latency_sources),
+                                   "values": self._cache}))
+        tmp.replace(self._cache_file)
+
+    def known_points(self) -> list[list[float]]:
+        """Every feasible candidate's values (minimized form) in the cache: all this and earlier invocations built."""
+        return [minimized(v, self.directions) for v in self._cache.values() if v is not None]
 
     def close(self) -> None:
         self.fit.close()
@@ -133,6 +170,7 @@ def run_search(
     space: object,
     directions: Sequence[str],
     warm_start: bool,
+    population: int | None = None,
 ) -> list[list[float]]:
     """One search of ``trials`` trials; returns each completed trial's objective values (minimized), in order.
 
@@ -142,6 +180,8 @@ def run_search(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = make_sampler("random" if sampler_name == WARM_BASELINE else sampler_name, seed=seed, trials=trials)
+    if population is not None and sampler_name == "nsga2":
+        sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
     study = optuna.create_study(directions=list(directions), sampler=sampler)
     if warm_start:
         for candidate in space.warm_start()[:trials]:  # type: ignore[attr-defined]
@@ -161,10 +201,13 @@ def run_search(
 
 
 def summarize(
-    runs: dict[str, list[list[list[float]]]], reference: Sequence[float], trials: int
+    runs: dict[str, list[list[list[float]]]], reference: Sequence[float], trials: int,
+    known: Sequence[Sequence[float]] = (),
 ) -> tuple[float, dict[str, list[int | None]], dict[str, list[list[float]]]]:
-    """Reference hypervolume (front of every point), trials to 95% of it per run, and each run's history."""
+    """Reference hypervolume (front of every point of the runs and of ``known``), trials to 95% of it per run,
+    and each run's history."""
     finite = [p for sampler_runs in runs.values() for run in sampler_runs for p in run if np.all(np.isfinite(p))]
+    finite += [list(p) for p in known]
     best = hypervolume(np.asarray(finite, dtype=float), reference)
     reached: dict[str, list[int | None]] = {}
     histories: dict[str, list[list[float]]] = {}
@@ -186,7 +229,8 @@ def render(best: float, histories: dict[str, list[list[float]]], trials: int, *,
     """Print the table (HV@k per sampler, trials to 95%) and the RESULT line."""
     reached = {name: [trials_to_reach(h, 0.95 * best) for h in runs] for name, runs in histories.items()}
     checkpoints = [k for k in (5, 10, 20, 30, 40, 60, 80, 100, 150, 200) if k <= trials]
-    print("sampler       " + "".join(f"  HV@{k:<4d}" for k in checkpoints) + "  trials_to_95 (per seed; median)")
+    width = max(16, *(len(name) + len(" (default)") for name in histories))
+    print(f"{'sampler':{width}s}" + "".join(f"  HV@{k:<4d}" for k in checkpoints) + "  trials_to_95 (per seed; median)")
     medians: dict[str, str] = {}
     for name, runs in histories.items():
         mean_at = [statistics.mean(h[k - 1] for h in runs) / best for k in checkpoints]
@@ -194,7 +238,7 @@ def render(best: float, histories: dict[str, list[list[float]]], trials: int, *,
         medians[name] = text
         per_seed = ", ".join(str(r) if r is not None else f">{trials}" for r in reached[name])
         label = f"{name} (default)" if name == default else name
-        print(f"{label:16s}" + "".join(f"  {m:6.3f}" for m in mean_at) + f"  {per_seed}; median {text}")
+        print(f"{label:{width}s}" + "".join(f"  {m:6.3f}" for m in mean_at) + f"  {per_seed}; median {text}")
     print(f"RESULT trials_to_95_default={medians[default]} trials_to_95_random={medians[BASELINE]} default={default}")
 
 
@@ -205,16 +249,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--samplers", default="nsga2,tpe,gp,random,random+warm", help="comma-separated")
     parser.add_argument("--epochs", type=int, default=None, help="accuracy rung epochs (default: the search's)")
     parser.add_argument("--json", type=Path, help="also write every run's history here")
-    parser.add_argument("--render", type=Path, metavar="JSON",
-                        help="only print the table and RESULT line again from a --json file (nothing is run)")
+    parser.add_argument("--cache", type=Path, help="keep every built candidate's values in this file and reuse them; "
+                        "the reference front then also holds every candidate the file has seen")
+    parser.add_argument("--population", type=int, help="NSGA-II population (default: the search's, "
+                        "devicefit.search._samplers.nsga2_population); for experiments")
+    parser.add_argument("--render", type=Path, nargs="+", metavar="JSON",
+                        help="only print the table and RESULT line again from --json files (nothing is run); with "
+                        "several files (runs of the same objective), every history is scored against the largest "
+                        "reference among them, and a sampler name already taken is suffixed with @<file stem>")
     args = parser.parse_args(argv)
     if args.render is not None:
-        saved = json.loads(args.render.read_text())
-        histories = saved["histories"]
-        trials = len(next(iter(histories.values()))[0])
-        print(f"# rendered from {args.render} (reference hypervolume {saved['reference_hypervolume']:.6g}, "
+        saved = [json.loads(path.read_text()) for path in args.render]
+        best = max(s["reference_hypervolume"] for s in saved)
+        histories: dict[str, list[list[float]]] = {}
+        for path, one in zip(args.render, saved):
+            for name, runs in one["histories"].items():
+                histories[name if name not in histories else f"{name}@{path.stem}"] = runs
+        trials = min(len(runs[0]) for runs in histories.values())
+        histories = {name: [h[:trials] for h in runs] for name, runs in histories.items()}
+        print(f"# rendered from {', '.join(map(str, args.render))} (reference hypervolume {best:.6g}, "
               f"{trials} trials x {len(next(iter(histories.values())))} seeds; nothing recomputed)")
-        render(saved["reference_hypervolume"], histories, trials, default=DEFAULT_SAMPLER)
+        render(best, histories, trials, default=DEFAULT_SAMPLER)
         return 0
     samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
     default = DEFAULT_SAMPLER
@@ -223,11 +278,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="devicefit-search-eff-") as tmp:
-        objective = SearchObjective(Path(tmp), DEVICE, epochs=args.epochs)
+        objective = SearchObjective(Path(tmp), DEVICE, epochs=args.epochs, cache=args.cache)
         print(f"# {objective.describe()}", flush=True)
+        if args.cache is not None:
+            print(f"# cache {args.cache}: {objective.loaded} candidates' values reused from earlier invocations",
+                  flush=True)
         teacher = objective.teacher_values()
         directions = objective.directions
         reference = [0.0 if d == "maximize" else 1.1 * v for v, d in zip(teacher, directions)]
+        if args.population is not None:
+            print(f"# NSGA-II population {args.population} (not the search's default)", flush=True)
         print(f"# objectives {objective.names}; reference point {reference} (minimized form: accuracy negated)",
               flush=True)
         runs: dict[str, list[list[list[float]]]] = {name: [] for name in samplers}
@@ -235,16 +295,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in samplers:
                 t0 = time.monotonic()
                 points = run_search(name, seed, args.trials, evaluate=objective, space=objective.space,
-                                    directions=directions, warm_start=name not in (BASELINE,))
+                                    directions=directions, warm_start=name not in (BASELINE,),
+                                    population=args.population)
                 runs[name].append(points)
                 print(f"# {name:12s} seed {seed}: {time.monotonic() - t0:6.1f} s, "
                       f"{objective.evaluations} candidates built so far, {objective.hits} cache hits", flush=True)
-        best, reached, histories = summarize(runs, reference, args.trials)
+        known = objective.known_points()
+        best, reached, histories = summarize(runs, reference, args.trials, known)
         print(f"# latency of every candidate: {', '.join(sorted(objective.latency_sources))} "
               f"({objective.evaluations} candidates built, {objective.hits} cache hits)")
         objective.close()
-    print(f"# reference hypervolume (front of all {sum(len(r) for v in runs.values() for r in v)} evaluated points):"
-          f" {best:.6g}")
+    print(f"# reference hypervolume (front of all {sum(len(r) for v in runs.values() for r in v)} evaluated points"
+          f"{f' and the {len(known)} candidates of the cache' if args.cache else ''}): {best:.6g}")
     print(f"# {args.trials} trials x {args.seeds} seeds per sampler; HV@k is the mean over seeds of the hypervolume "
           f"after k trials / reference; {time.monotonic() - started:.0f} s wall on this machine")
     if args.json:
