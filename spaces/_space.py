@@ -506,13 +506,17 @@ class TransformerSpace(SearchSpace):
         return vector
 
     def warm_start(self) -> list[Candidate]:
-        """The teacher; the teacher in int8 and the smallest candidate (both ends of the front: measured to
-        matter, see below); then half the FFN width, half the heads, half the depth, half the hidden width
-        (each alone), in int8 when int8 is searched. Only what the bounds allow.
+        """The teacher; then a grid: one middle-width shrinking per depth level (up to four, shallowest
+        first) and precision searched; then the smallest candidate, and the teacher in int8. Only what the
+        bounds allow.
 
-        The ends come first because ``bench/search_efficiency.py`` found the earlier order (the four shrinkings
-        of the fp32 teacher first, int8 last) left the first five trials with 43% of the reference
-        hypervolume, where five random ones had 77%: fp32 shrinkings all sit at the front's large end.
+        Why a grid over depth and precision: on a phone, latency is set mostly by depth and precision (a
+        per-kernel cost dominates small Transformers), size by width and precision, and which precision is
+        cheap is the device's business (the seeded Snapdragon 865 CPU runs this ViT's int8 slower than its
+        fp32). ``bench/search_efficiency.py`` measured the previous start (the teacher, its int8, the smallest,
+        then four one-dimension halvings in int8) at 36% of the reference hypervolume after five trials, where
+        five random candidates had 75%: four of its seven points were int8 at full depth, slower than the
+        fp32 teacher on that phone and so outside the reference box.
         """
         layout, b = self.layout, self.bounds
         base = "fp32" if "fp32" in b.precisions else b.precisions[0]
@@ -524,28 +528,46 @@ class TransformerSpace(SearchSpace):
             sparsity=b.sparsities[0],
         )
         starts = [full]
+        for depth in self._warm_depths():
+            for precision in b.precisions:
+                starts.append(self._middle(full, depth, precision))
+        starts.append(self._smallest(full))
         if self._int8_searched() and full.precision != "int8":
             starts.append(dataclasses.replace(full, precision="int8", calibration=b.calibrations[0]))
-        starts.append(self._smallest(full))
-        # The shrinkings at the cheapest precision searched: an fp32 shrinking is dominated in size (and on
-        # phones that run int8 fast, in latency) by the same shrinking in int8.
-        shrink = starts[1] if self._int8_searched() and full.precision != "int8" else full
-        if b.search_ffn:
-            half_ffn = max(self._ffn_bottom(), (layout.ffn_size // 2 // self.ffn_step) * self.ffn_step)
-            starts.append(dataclasses.replace(shrink, ffn=(half_ffn,) * layout.num_layers))
-        if b.search_heads:
-            starts.append(dataclasses.replace(shrink, heads=(max(b.min_heads, layout.num_heads // 2),) * layout.num_layers))
-        if b.search_depth:
-            depth = max(b.min_depth, layout.num_layers // 2)
-            starts.append(dataclasses.replace(shrink, layers=self.importance.layers_for_depth(depth), heads=full.heads[:depth], ffn=full.ffn[:depth]))
-        if self.hidden_searched:
-            low = self._hidden_choices()[0]
-            if low < layout.hidden_size:
-                starts.append(dataclasses.replace(shrink, hidden=low))
         unique: dict[str, Candidate] = {}
         for candidate in starts:
             unique.setdefault(candidate.key(), candidate)
         return list(unique.values())
+
+    def _warm_depths(self) -> list[int]:
+        """Up to four depths, evenly spread from the shallowest allowed to the teacher's, ascending."""
+        n, b = self.layout.num_layers, self.bounds
+        if not b.search_depth:
+            return [n]
+        low = max(1, b.min_depth)
+        levels = min(4, n - low + 1)
+        return sorted({int(round(d)) for d in np.linspace(low, n, levels)})
+
+    def _middle(self, full: Candidate, depth: int, precision: Precision) -> Candidate:
+        """``depth`` most important blocks at the middle of each searched width range, at ``precision``."""
+        layout, b = self.layout, self.bounds
+        layers = self.importance.layers_for_depth(depth) if b.search_depth else full.layers
+        heads = full.heads[:depth]
+        if b.search_heads:
+            heads = (-(-(b.min_heads + layout.num_heads) // 2),) * depth
+        ffn = full.ffn[:depth]
+        if b.search_ffn:
+            step = self.ffn_step
+            middle = (self._ffn_bottom() + self._ffn_top()) // 2
+            ffn = (max(self._ffn_bottom(), -(-middle // step) * step),) * depth
+        hidden = full.hidden
+        if self.hidden_searched:
+            low, high = self._hidden_choices()
+            step = self.hidden_step
+            middle = max(low, -(-((low + high) // 2) // step) * step)
+            hidden = None if middle == layout.hidden_size else middle
+        return dataclasses.replace(full, layers=layers, heads=heads, ffn=ffn, hidden=hidden, precision=precision,
+                                   calibration=b.calibrations[0] if precision == "int8" else None)
 
     def describe(self) -> str:
         layout, b = self.layout, self.bounds

@@ -35,14 +35,21 @@ def test_suggest_and_params_for_are_inverse_with_every_dimension(family_factory)
     space = TransformerSpace(model, *batch, bounds=ALL_DIMENSIONS)
     starts = space.warm_start()
     assert starts[0] == space.full_candidate()
-    # Then both ends of the front: the teacher in int8, and the smallest candidate the bounds allow.
-    assert starts[1] == dataclasses.replace(space.full_candidate(), precision="int8", calibration="avg")
-    smallest = starts[2]
+    # Then the grid: each depth (shallowest first) at every precision searched, at the middle of each width range.
+    grid = starts[1:7]
+    assert [(c.depth, c.precision) for c in grid] == [
+        (1, "fp32"), (1, "fp16"), (1, "int8"), (2, "fp32"), (2, "fp16"), (2, "int8")]
+    layout = space.layout
+    for candidate in grid:
+        assert set(candidate.heads) == {-(-(1 + layout.num_heads) // 2)} and candidate.sparsity == 0.0
+        assert all(space.ffn_step <= f < layout.ffn_size and f % space.ffn_step == 0 for f in candidate.ffn)
+        assert candidate.hidden is not None and candidate.hidden < layout.hidden_size
+        assert (candidate.calibration is not None) == (candidate.precision == "int8")
+    # Then the smallest candidate the bounds allow, and the teacher in int8.
+    smallest = starts[7]
     assert (smallest.depth, set(smallest.heads), smallest.precision) == (1, {1}, "int8")
     assert set(smallest.ffn) == {space.ffn_step} and smallest.hidden is not None and smallest.hidden < 32
-    assert any(c.hidden is not None for c in starts) and any(c.precision == "int8" for c in starts)
-    # The uniform shrinkings that follow are int8 too: in fp32 they would be dominated in size.
-    assert len(starts) > 3 and all(c.precision == "int8" for c in starts[3:])
+    assert starts[8:] == [dataclasses.replace(space.full_candidate(), precision="int8", calibration="avg")]
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
     for candidate in starts:
         study.enqueue_trial(space.params_for(candidate))
@@ -87,6 +94,21 @@ def test_dimensions_can_be_switched_off(family_factory) -> None:
     assert set(trial.params) == {"ffn_0", "ffn_1", "ffn_2"}
     assert candidate.layers == (0, 1, 2) and candidate.heads == (4, 4, 4) and candidate.hidden is None
     assert "depth fixed" in space.describe() and "heads fixed" in space.describe()
+    # The warm start's grid keeps to what is searched: full depth and heads, the middle FFN width, fp32.
+    starts = space.warm_start()
+    assert starts[0] == space.full_candidate()
+    middle = starts[1]
+    assert (middle.layers, middle.heads, middle.hidden, middle.precision) == ((0, 1, 2), (4, 4, 4), None, "fp32")
+    assert len(set(middle.ffn)) == 1 and 0 < middle.ffn[0] < space.layout.ffn_size
+    assert all(space.suggest(optuna.trial.FixedTrial(space.params_for(c))) == c for c in starts)
+
+
+def test_the_warm_start_grid_spreads_depth_from_the_shallowest_allowed(family_factory) -> None:
+    model, batch = family_factory("transformer-encoder-pre")  # 3 layers
+    for min_depth, depths in ((1, [1, 2, 3]), (2, [2, 3]), (3, [3])):
+        space = TransformerSpace(model, *batch, bounds=SpaceBounds(min_depth=min_depth, precisions=("fp32", "fp16")))
+        grid = space.warm_start()[1 : 1 + 2 * len(depths)]
+        assert [(c.depth, c.precision) for c in grid] == [(d, p) for d in depths for p in ("fp32", "fp16")]
 
 
 def test_bounds_load_from_a_users_yaml_and_are_checked() -> None:
