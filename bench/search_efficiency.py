@@ -23,7 +23,13 @@ at the same time; the reference front then also holds every candidate FILE has s
 prints the table and RESULT line again from ``--json`` files without running anything (several files: every
 history against the largest of their references).
 
-Last line: ``RESULT trials_to_95_default=<n> trials_to_95_random=<n> default=<sampler>``.
+``--rescore-seeds K`` builds every member of the reference front again with fine-tune seeds 1..K-1 and prints
+how much of the reference hypervolume the front keeps when its accuracies are those of another seed (or their
+mean): the part of the reference that is the screening rung's noise, which no sampler can be expected to find
+except by drawing many candidates.
+
+Last line: ``RESULT trials_to_95_default=<n> trials_to_95_random=<n> default=<sampler> trials_to_90_default=<n>
+trials_to_90_random=<n>`` (``to_90`` in the table: the median trials to 90% of the reference).
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from devicefit.search._hypervolume import hypervolume
-from devicefit.search._samplers import DEFAULT_SAMPLER, make_sampler
+from devicefit.search._samplers import DEFAULT_SAMPLER, make_sampler, nsga2_population
 
 DEVICE = "sd865-cpu-4t"
 BASELINE = "random"
@@ -55,9 +61,12 @@ class SearchObjective:
         out: Folder for the candidates' files.
         device: Device profile id (a device this machine cannot reach, so latency is predicted).
         epochs: Accuracy rung epochs; ``None`` keeps the search's default.
+        cache: File to keep every built candidate's values (and parameters) in, across invocations.
+        train_seed: Seed of the rung's fine-tune (the search's is 0); other seeds re-score candidates.
     """
 
-    def __init__(self, out: Path, device: str, *, epochs: int | None = None, cache: Path | None = None) -> None:
+    def __init__(self, out: Path, device: str, *, epochs: int | None = None, cache: Path | None = None,
+                 train_seed: int = 0) -> None:
         import dataclasses
 
         from devicefit.device_profiles import load_profile
@@ -72,6 +81,9 @@ class SearchObjective:
         if epochs is not None:
             settings = dataclasses.replace(settings, distillation=dataclasses.replace(settings.distillation,
                                                                                       epochs=epochs))
+        if train_seed:
+            settings = dataclasses.replace(settings, distillation=dataclasses.replace(settings.distillation,
+                                                                                      seed=train_seed))
         self.settings = settings
         self.task = load_example("digits-vit", seed=0)
         self.fit = Fit(self.task, settings, progress=Progress(1, quiet=True))
@@ -86,6 +98,10 @@ class SearchObjective:
         profile = settings.devices[0]
         self._cache_header = {"device": profile.id, "profile_version": profile.version,
                               "epochs": settings.distillation.epochs, "objectives": self.names}
+        if train_seed:
+            self._cache_header["train_seed"] = train_seed
+        self.candidates: dict[str, object] = {}  # every candidate this invocation was asked about, by key
+        self._params: dict[str, dict] = {}
         self.loaded = 0
         if cache is not None and cache.exists():
             saved = json.loads(cache.read_text())
@@ -93,6 +109,7 @@ class SearchObjective:
                 raise SystemExit(f"{cache} holds values for {saved.get('header')}, not {self._cache_header}: "
                                  f"use another --cache file")
             self._cache.update({k: v for k, v in saved["values"].items()})
+            self._params.update(saved.get("params", {}))
             self.loaded = len(self._cache)
             self.latency_sources.update(saved.get("latency_sources", []))
 
@@ -109,6 +126,7 @@ class SearchObjective:
         from devicefit.search._fit import rejection_reason
 
         key = candidate.key()  # type: ignore[attr-defined]
+        self.candidates[key] = candidate
         if key in self._cache:
             self.hits += 1
             return self._cache[key]
@@ -119,6 +137,7 @@ class SearchObjective:
             values = record.values(self.settings.objectives)
         self.evaluations += 1
         self._cache[key] = values
+        self._params[key] = self.space.params_for(candidate)  # type: ignore[attr-defined]
         self._save()
         return values
 
@@ -131,10 +150,26 @@ class SearchObjective:
             if saved.get("header") == self._cache_header:
                 for key, values in saved["values"].items():
                     self._cache.setdefault(key, values)
+                for key, params in saved.get("params", {}).items():
+                    self._params.setdefault(key, params)
         tmp = self._cache_file.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"header": self._cache_header, "latency_sources": sorted(self.latency_sources),
-                                   "values": self._cache}))
+                                   "values": self._cache, "params": self._params}))
         tmp.replace(self._cache_file)
+
+    def candidate(self, key: str) -> object | None:
+        """The candidate of ``key``, if this invocation saw it or the cache holds its parameters."""
+        import optuna
+
+        if key in self.candidates:
+            return self.candidates[key]
+        if key in self._params:
+            return self.space.suggest(optuna.trial.FixedTrial(self._params[key]))  # type: ignore[attr-defined]
+        return None
+
+    def known(self) -> dict[str, list[float]]:
+        """Every feasible candidate's values by key (as the objectives give them), from the cache."""
+        return {k: v for k, v in self._cache.items() if v is not None}
 
     def known_points(self) -> list[list[float]]:
         """Every feasible candidate's values (minimized form) in the cache: all this and earlier invocations built."""
@@ -170,7 +205,7 @@ def run_search(
     space: object,
     directions: Sequence[str],
     warm_start: bool,
-    population: int | None = None,
+    keys: list[str] | None = None,
 ) -> list[list[float]]:
     """One search of ``trials`` trials; returns each completed trial's objective values (minimized), in order.
 
@@ -179,9 +214,13 @@ def run_search(
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = make_sampler("random" if sampler_name == WARM_BASELINE else sampler_name, seed=seed, trials=trials)
-    if population is not None and sampler_name == "nsga2":
-        sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
+    if sampler_name.startswith("nsga2:"):  # an experiment: NSGA-II with other settings (nsga2:pop=15,mut=0.3)
+        options = dict(item.split("=", 1) for item in sampler_name.split(":", 1)[1].split(","))
+        sampler = optuna.samplers.NSGAIISampler(
+            seed=seed, population_size=int(options.get("pop", nsga2_population(trials))),
+            mutation_prob=float(options["mut"]) if "mut" in options else None)
+    else:
+        sampler = make_sampler("random" if sampler_name == WARM_BASELINE else sampler_name, seed=seed, trials=trials)
     study = optuna.create_study(directions=list(directions), sampler=sampler)
     if warm_start:
         for candidate in space.warm_start()[:trials]:  # type: ignore[attr-defined]
@@ -190,6 +229,8 @@ def run_search(
     for _ in range(trials):
         trial = study.ask()
         candidate = space.suggest(trial)  # type: ignore[attr-defined]
+        if keys is not None:
+            keys.append(candidate.key())  # type: ignore[attr-defined]
         values = evaluate(candidate)
         if values is None:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
@@ -220,39 +261,94 @@ def summarize(
     return best, reached, histories
 
 
+def front_keys(known: dict[str, list[float]], directions: Sequence[str], reference: Sequence[float]) -> list[str]:
+    """Keys of the non-dominated candidates inside the reference box."""
+    keys = [k for k, v in known.items() if np.all(np.asarray(minimized(v, directions)) < np.asarray(reference))]
+    points = np.asarray([minimized(known[k], directions) for k in keys], dtype=float)
+    return [k for i, k in enumerate(keys)
+            if not np.any(np.all(points <= points[i], axis=1) & np.any(points < points[i], axis=1))]
+
+
+def rescore_front(objective: SearchObjective, reference: Sequence[float], seeds: int, out: Path,
+                  cache: Path | None) -> None:
+    """Re-score the reference front's members with other fine-tune seeds and print how much of the reference
+    hypervolume they keep: the part of the reference that is the seed-0 rung's luck (its noise floor)."""
+    directions = objective.directions
+    known = objective.known()
+    keys = front_keys(known, directions, reference)
+    candidates = {k: objective.candidate(k) for k in keys}
+    usable = [k for k in keys if candidates[k] is not None]
+    at = directions.index("maximize")
+    print(f"# re-scoring the reference front ({len(usable)} of its {len(keys)} members: the others' parameters are "
+          f"not in the cache) with fine-tune seeds 1..{seeds - 1}; latency and size do not depend on the seed",
+          flush=True)
+    scores: dict[int, dict[str, float]] = {0: {k: known[k][at] for k in usable}}
+    for seed in range(1, seeds):
+        other = SearchObjective(out / f"seed{seed}", DEVICE, epochs=objective.settings.distillation.epochs,
+                                cache=cache.with_suffix(f".seed{seed}.json") if cache else None, train_seed=seed)
+        scores[seed] = {}
+        for key in usable:
+            values = other(candidates[key])
+            scores[seed][key] = values[at] if values is not None else float("nan")
+        other.close()
+
+    def volume(accuracy: dict[str, float]) -> float:
+        points = []
+        for key in usable:
+            values = list(known[key])
+            values[at] = accuracy[key]
+            points.append(minimized(values, directions))
+        return hypervolume(np.asarray(points, dtype=float), reference)
+
+    for key in usable:
+        print(f"#   {key:34s} accuracy " + "  ".join(f"seed {s} {scores[s][key]:.3f}" for s in sorted(scores)))
+    base = volume(scores[0])
+    for seed in sorted(scores)[1:]:
+        print(f"# the front re-scored with seed {seed} keeps {volume(scores[seed]) / base:.3f} of its hypervolume")
+    mean = {k: statistics.mean(scores[s][k] for s in scores) for k in usable}
+    print(f"# the front re-scored with the mean over seeds 0..{seeds - 1} keeps {volume(mean) / base:.3f} of its "
+          f"hypervolume; mean accuracy of its members: seed 0 {statistics.mean(scores[0].values()):.4f}, "
+          + ", ".join(f"seed {s} {statistics.mean(scores[s].values()):.4f}" for s in sorted(scores)[1:]))
+
+
 def median_trials(reached: Sequence[int | None], trials: int) -> tuple[float, str]:
     value = statistics.median([r if r is not None else trials + 1 for r in reached])
     return value, (f">{trials}" if value > trials else f"{value:g}")
 
 
 def render(best: float, histories: dict[str, list[list[float]]], trials: int, *, default: str) -> None:
-    """Print the table (HV@k per sampler, trials to 95%) and the RESULT line."""
-    reached = {name: [trials_to_reach(h, 0.95 * best) for h in runs] for name, runs in histories.items()}
+    """Print the table (HV@k per sampler, trials to 90% and to 95%) and the RESULT line."""
     checkpoints = [k for k in (5, 10, 20, 30, 40, 60, 80, 100, 150, 200) if k <= trials]
     width = max(16, *(len(name) + len(" (default)") for name in histories))
-    print(f"{'sampler':{width}s}" + "".join(f"  HV@{k:<4d}" for k in checkpoints) + "  trials_to_95 (per seed; median)")
-    medians: dict[str, str] = {}
+    print(f"{'sampler':{width}s}" + "".join(f"  HV@{k:<4d}" for k in checkpoints)
+          + "  to_90  trials_to_95 (per seed; median)")
+    medians: dict[tuple[str, float], str] = {}
     for name, runs in histories.items():
         mean_at = [statistics.mean(h[k - 1] for h in runs) / best for k in checkpoints]
-        value, text = median_trials(reached[name], trials)
-        medians[name] = text
-        per_seed = ", ".join(str(r) if r is not None else f">{trials}" for r in reached[name])
+        for share in (0.90, 0.95):
+            medians[name, share] = median_trials([trials_to_reach(h, share * best) for h in runs], trials)[1]
+        reached = [trials_to_reach(h, 0.95 * best) for h in runs]
+        per_seed = ", ".join(str(r) if r is not None else f">{trials}" for r in reached)
         label = f"{name} (default)" if name == default else name
-        print(f"{label:{width}s}" + "".join(f"  {m:6.3f}" for m in mean_at) + f"  {per_seed}; median {text}")
-    print(f"RESULT trials_to_95_default={medians[default]} trials_to_95_random={medians[BASELINE]} default={default}")
+        print(f"{label:{width}s}" + "".join(f"  {m:6.3f}" for m in mean_at)
+              + f"  {medians[name, 0.90]:>5s}  {per_seed}; median {medians[name, 0.95]}")
+    print(f"RESULT trials_to_95_default={medians[default, 0.95]} trials_to_95_random={medians[BASELINE, 0.95]} "
+          f"default={default} trials_to_90_default={medians[default, 0.90]} trials_to_90_random={medians[BASELINE, 0.90]}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=40, help="trials per run (default: 40)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per sampler (default: 3)")
-    parser.add_argument("--samplers", default="nsga2,tpe,gp,random,random+warm", help="comma-separated")
+    parser.add_argument("--samplers", default="nsga2,tpe,gp,random,random+warm",
+                        help="comma-separated; nsga2:pop=N,mut=P is NSGA-II with population N and mutation probability P "
+                        "(an experiment)")
     parser.add_argument("--epochs", type=int, default=None, help="accuracy rung epochs (default: the search's)")
     parser.add_argument("--json", type=Path, help="also write every run's history here")
     parser.add_argument("--cache", type=Path, help="keep every built candidate's values in this file and reuse them; "
                         "the reference front then also holds every candidate the file has seen")
-    parser.add_argument("--population", type=int, help="NSGA-II population (default: the search's, "
-                        "devicefit.search._samplers.nsga2_population); for experiments")
+    parser.add_argument("--rescore-seeds", type=int, default=1, metavar="K",
+                        help="re-score the reference front with fine-tune seeds 1..K-1 (how much of it is luck)")
     parser.add_argument("--render", type=Path, nargs="+", metavar="JSON",
                         help="only print the table and RESULT line again from --json files (nothing is run); with "
                         "several files (runs of the same objective), every history is scored against the largest "
@@ -286,22 +382,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         teacher = objective.teacher_values()
         directions = objective.directions
         reference = [0.0 if d == "maximize" else 1.1 * v for v, d in zip(teacher, directions)]
-        if args.population is not None:
-            print(f"# NSGA-II population {args.population} (not the search's default)", flush=True)
         print(f"# objectives {objective.names}; reference point {reference} (minimized form: accuracy negated)",
               flush=True)
         runs: dict[str, list[list[list[float]]]] = {name: [] for name in samplers}
+        run_keys: dict[str, list[list[str]]] = {name: [] for name in samplers}
         for seed in range(args.seeds):
             for name in samplers:
                 t0 = time.monotonic()
+                run_keys[name].append([])
                 points = run_search(name, seed, args.trials, evaluate=objective, space=objective.space,
                                     directions=directions, warm_start=name not in (BASELINE,),
-                                    population=args.population)
+                                    keys=run_keys[name][-1])
                 runs[name].append(points)
                 print(f"# {name:12s} seed {seed}: {time.monotonic() - t0:6.1f} s, "
                       f"{objective.evaluations} candidates built so far, {objective.hits} cache hits", flush=True)
         known = objective.known_points()
         best, reached, histories = summarize(runs, reference, args.trials, known)
+        if args.rescore_seeds > 1:
+            rescore_front(objective, reference, args.rescore_seeds, Path(tmp), args.cache)
         print(f"# latency of every candidate: {', '.join(sorted(objective.latency_sources))} "
               f"({objective.evaluations} candidates built, {objective.hits} cache hits)")
         objective.close()
@@ -311,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"after k trials / reference; {time.monotonic() - started:.0f} s wall on this machine")
     if args.json:
         args.json.write_text(json.dumps({"reference_hypervolume": best, "histories": histories,
-                                         "trials_to_95": reached}, indent=1))
+                                         "trials_to_95": reached, "keys": run_keys}, indent=1))
     render(best, histories, args.trials, default=default)
     return 0
 
