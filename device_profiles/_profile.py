@@ -245,11 +245,24 @@ def load_profile(device: str) -> DeviceProfile:
     candidate = Path(device)
     if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
         return load_profile_file(candidate)
-    matches = [e for e in find_profiles(all_versions=True) if e.profile.id == device]
+    # A profile's file is named after its id (load_profile_file enforces it), so only that device's files are
+    # parsed: a profile carries its whole kernel table, and parsing all of them took 4 s per lookup.
+    paths = _profile_paths()
+    matches = [ProfileFile(load_profile_file(path), path, shipped)
+               for path, shipped in paths if _id_of_file(path, shipped) == device]
     if matches:
+        matches.sort(key=lambda f: (f.profile.version, not f.shipped))
         return matches[-1].profile
-    known = ", ".join(e.profile.id for e in find_profiles())
+    known = ", ".join(sorted({_id_of_file(path, shipped) for path, shipped in paths}))
     raise UnknownDeviceError(f"unknown device '{device}' (known: {known}; or give the path of a profile .yaml)")
+
+
+def _id_of_file(path: Path, shipped: bool) -> str:
+    """The device id a profile folder's file is named for (``<id>.yaml`` shipped, ``<id>.v<N>.yaml`` the user's)."""
+    if shipped:
+        return path.stem
+    match = _VERSIONED_NAME.match(path.stem)
+    return match.group("id") if match else path.stem
 
 
 #: Significant digits of the numbers written into a profile (measurements are not more precise).
