@@ -27,7 +27,7 @@ from devicefit.evaluators._data import check_task_data
 from devicefit.evaluators._metrics import ACCURACY, Metric, MetricFunction, as_metric
 from devicefit.evaluators._latency import LatencyEvaluator, MeasureSettings, default_latency
 from devicefit.evaluators._lite_client import LiteUnavailableError
-from devicefit.evaluators._types import AccuracyResult, latency_source_label
+from devicefit.evaluators._types import AccuracyResult, LatencyResult, latency_source_label
 from devicefit.search._budget import Budget, memory_violations
 from devicefit.search._claims import CandidateClaims
 from devicefit.search._final import FinalSettings, run_final_rung
@@ -712,6 +712,24 @@ class Fit:
             self._predictor = PredictedLatency(self._owned_worker)
         return self._predictor
 
+    def _screening_latency(
+        self, screener: LatencyEvaluator | None, artifact: Artifact, device: DeviceProfile, sample_inputs: list[Path]
+    ) -> LatencyResult:
+        """The screening latency: predicted where a screener is set, else the final figure.
+
+        A candidate the device's predictor cannot price (a kernel its calibration never saw) is measured, as
+        promotion would measure it, rather than failing its trial; the progress line says so.
+        """
+        from devicefit.device_profiles import UncoveredKernelError
+
+        if screener is None:
+            return self.latency.latency(artifact, device, sample_inputs)
+        try:
+            return screener.latency(artifact, device, sample_inputs)
+        except UncoveredKernelError as error:
+            self.progress.info(f"  {device.id}: {error}: screened on a measurement instead")
+            return self.latency.latency(artifact, device, sample_inputs)
+
     def screened_devices(self) -> list[str]:
         """Devices whose screening latency is predicted and replaced by the final figure on promotion."""
         ladder = self.settings.ladder
@@ -750,7 +768,7 @@ class Fit:
             sample_inputs.append(path)
         screeners = {device.id: self._screening_evaluator(device) for device in self.settings.devices}
         latencies = {
-            device.id: (screeners[device.id] or self.latency).latency(artifact, device, sample_inputs)
+            device.id: self._screening_latency(screeners[device.id], artifact, device, sample_inputs)
             for device in self.settings.devices
         }
         record = self._record(candidate, student, accuracy, latencies, relative_dir, started)

@@ -148,3 +148,24 @@ def test_a_study_with_other_devices_is_not_mixed_in(tmp_path) -> None:
     open_study(url, "devicefit", objectives_for(("host-x86",)), sampler)
     with pytest.raises(ValueError, match="other --out folder"):
         open_study(url, "devicefit", objectives_for(("host-x86", "phone")), sampler)
+
+
+def test_a_candidate_the_predictor_cannot_price_is_screened_on_a_measurement(tmp_path, toy_task) -> None:
+    import dataclasses
+    import io
+
+    # host-x86 as if its calibration had never seen a softmax: the ladder's screening prediction cannot price
+    # any candidate, and the trial must still complete, on a measured latency, saying so.
+    assert HOST.predictor is not None
+    kernels = {k: v for k, v in HOST.predictor.kernels.items() if k != "x86/softmax/fp32"}
+    blind = dataclasses.replace(HOST, predictor=dataclasses.replace(HOST.predictor, kernels=kernels))
+    settings = dataclasses.replace(_settings(tmp_path / "run", trials=1), devices=(blind,))
+    assert settings.ladder.enabled
+    stream = io.StringIO()
+    with Fit(toy_task, settings, progress=Progress(1, stream=stream)) as fit:
+        result = fit.run(export=False)
+    assert result.completed == 1 and result.failed == 0
+    assert "no coefficients for x86/softmax/fp32" in stream.getvalue()
+    assert "screened on a measurement instead" in stream.getvalue()
+    record = result.pareto[0].record
+    assert record.latencies["host-x86"].source == "measured"
