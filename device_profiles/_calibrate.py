@@ -130,6 +130,11 @@ class TimingProtocol:
         min_runs: Fewest timed runs per visit.
         max_runs: Most timed runs per visit.
         warmup: Untimed runs before a model's block in every visit.
+        model_runs_factor: Whole models (group ``model``) get this many times the budget and the fewest runs
+            of a probe (up to ``max_runs``). A whole model runs for milliseconds, so the probes' budget gives it
+            the fewest runs, and the fastest of few runs of a long model on a loaded host is rarely a run that
+            no other job disturbed: calibrations an hour apart measured the same encoders 2-7% apart while their
+            probes (hundreds of runs per visit) moved 0.3%.
         clock: ``wall`` or ``thread_cpu`` (see :class:`~devicefit.evaluators._protocol.MeasureSettings`; the
             runner refuses a clock its device's tool does not have).
         step_timeout_seconds: Bound of one step on the device (staging a model, one block), in seconds.
@@ -140,6 +145,7 @@ class TimingProtocol:
     min_runs: int = 10
     max_runs: int = 1000
     warmup: int = 2
+    model_runs_factor: float = 4.0
     clock: Clock = "wall"
     step_timeout_seconds: float = 300.0
 
@@ -150,6 +156,7 @@ class TimingProtocol:
             or self.min_runs < 1
             or self.max_runs < self.min_runs
             or self.warmup < 0
+            or not self.model_runs_factor >= 1.0
             or self.step_timeout_seconds <= 0
         ):
             raise ValueError(f"invalid timing protocol: {self}")
@@ -167,17 +174,20 @@ class TimingProtocol:
             clock=self.clock,
         )
 
-    def runs_for(self, estimate_ms: float | None) -> int:
-        """Timed runs of one visit for a model that takes about ``estimate_ms``."""
+    def runs_for(self, estimate_ms: float | None, group: str = "probe") -> int:
+        """Timed runs of one visit for a model of ``group`` (``probe`` or ``model``) that takes about ``estimate_ms``."""
+        scale = self.model_runs_factor if group == "model" else 1.0
+        fewest = min(self.max_runs, int(round(scale * self.min_runs)))
         if estimate_ms is None or estimate_ms <= 0:
-            return self.min_runs
-        return int(min(self.max_runs, max(self.min_runs, self.visit_budget_ms / estimate_ms)))
+            return fewest
+        return int(min(self.max_runs, max(fewest, scale * self.visit_budget_ms / estimate_ms)))
 
     def describe(self) -> str:
         """One line for provenance notes."""
         return (
             f"{self.visits} round-robin visits per model, ~{self.visit_budget_ms:g} ms of runs each "
-            f"({self.min_runs}..{self.max_runs} runs), {self.clock} clock, latency = fastest run over the "
+            f"({self.min_runs}..{self.max_runs} runs; whole models {self.model_runs_factor:g}x the time and the "
+            f"fewest runs), {self.clock} clock, readings of 0 ms dropped, latency = fastest run over the "
             f"visits ({MIN_OF_RUNS})"
         )
 
@@ -352,7 +362,8 @@ def time_round_robin(
                     try:
                         staged = session.stage(model.name, model.nb_file, model.inputs)
                         lease.keepalive()
-                        block = session.time_block(staged, protocol.warmup, protocol.runs_for(estimate.get(model.name)))
+                        runs = protocol.runs_for(estimate.get(model.name), model.group)
+                        block = session.time_block(staged, protocol.warmup, runs)
                         lease.keepalive()
                     except DEVICE_FAILURES:
                         raise
