@@ -94,6 +94,12 @@ class CalibrationPlan:
         gemm_probes: Extra ``linear`` probes on the GEMM grid.
         encoders: Whole encoder models (ViT- and BERT-style, random widths, depths, lengths).
         encoder_hidden: Widths the whole models are drawn from.
+        small_encoders: More whole models, small and deep: widths :attr:`small_hidden`, short sequences (8 to
+            32 tokens, or 2x2 and 4x4 patch grids), up to :attr:`small_max_layers` layers. Their kernels take a
+            few microseconds each, so their latency is mostly the per-kernel costs that a single-kernel probe
+            cannot separate from the per-run overhead of its model (both happen once per probe).
+        small_hidden: Widths of the small encoders.
+        small_max_layers: Deepest small encoder.
         folds: Folds of the cross-validation that measures the predictor's error on whole models.
         seed: Seeds every random choice and the models' weights.
         probe_kinds: The probe families (all by default).
@@ -103,12 +109,18 @@ class CalibrationPlan:
     gemm_probes: int = 160
     encoders: int = 48
     encoder_hidden: tuple[int, ...] = (32, 64, 96, 128, 192, 256)
+    small_encoders: int = 32
+    small_hidden: tuple[int, ...] = (32, 64)
+    small_max_layers: int = 8
     folds: int = 5
     seed: int = 0
     probe_kinds: tuple[ProbeKind, ...] = PROBE_KINDS
 
     def __post_init__(self) -> None:
-        if self.probes_per_kind < 1 or self.gemm_probes < 0 or self.encoders < self.folds or self.folds < 2:
+        if (
+            self.probes_per_kind < 1 or self.gemm_probes < 0 or self.encoders < self.folds or self.folds < 2
+            or self.small_encoders < 0 or self.small_max_layers < 1 or (self.small_encoders and not self.small_hidden)
+        ):
             raise ValueError(f"a plan needs probes_per_kind >= 1 and encoders >= folds >= 2: {self}")
         unknown = set(self.probe_kinds) - set(PROBE_KINDS)
         if unknown or not self.probe_kinds:
@@ -117,7 +129,8 @@ class CalibrationPlan:
     @classmethod
     def quick(cls, seed: int = 0) -> CalibrationPlan:
         """A small sweep (about 40 models): for tests and a first look, not for decisions."""
-        return cls(probes_per_kind=1, gemm_probes=8, encoders=6, encoder_hidden=(32, 64), folds=2, seed=seed)
+        return cls(probes_per_kind=1, gemm_probes=8, encoders=6, encoder_hidden=(32, 64), small_encoders=2, folds=2,
+                   seed=seed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,6 +270,13 @@ def plan_specs(plan: CalibrationPlan) -> list[tuple[str, ProbeSpec | EncoderSpec
     later = tuple(k for k in plan.probe_kinds if k in own_stream)
     if later:
         specs += [("probe", s) for s in probe_sweep(np.random.default_rng([plan.seed, 1]), plan.probes_per_kind, later)]
+    if plan.small_encoders:  # a stream of their own too
+        names = {s.name for _, s in specs}
+        small = encoder_sweep(
+            np.random.default_rng([plan.seed, 2]), plan.small_encoders + len(names), hidden=plan.small_hidden,
+            max_layers=plan.small_max_layers, tokens=(8, 16, 32), grids=(2, 4),
+        )
+        specs += [("model", s) for s in [s for s in small if s.name not in names][: plan.small_encoders]]
     return specs
 
 

@@ -30,6 +30,7 @@ from devicefit.device_profiles._calibrate import (
     CalibrationPlan,
     TimingProtocol,
     calibrate,
+    plan_specs,
     protocol_for,
     time_round_robin,
     write_calibration,
@@ -289,3 +290,32 @@ def test_the_shipped_folder_is_never_written(tmp_path) -> None:
 
     with pytest.raises(ValueError, match="never writes into the shipped profile folder"):
         write_profile(PHONE, PROFILES_DIR)
+
+
+def test_whole_models_get_more_runs_per_visit_than_probes() -> None:
+    protocol = TimingProtocol(visit_budget_ms=15.0, min_runs=10, max_runs=1000, model_runs_factor=4.0)
+    assert protocol.runs_for(None) == 10 and protocol.runs_for(None, "model") == 40
+    assert protocol.runs_for(0.5) == 30 and protocol.runs_for(0.5, "model") == 120
+    assert protocol.runs_for(5.0) == 10 and protocol.runs_for(5.0, "model") == 40  # the fewest runs, scaled
+    assert protocol.runs_for(0.001, "model") == 1000  # never above max_runs
+    assert TimingProtocol(min_runs=5, max_runs=5).runs_for(None, "model") == 5
+    assert "whole models 4x" in protocol.describe() and "readings of 0 ms dropped" in protocol.describe()
+    with pytest.raises(ValueError):
+        TimingProtocol(model_runs_factor=0.5)
+
+
+def test_the_sweep_has_small_deep_encoders_of_their_own_stream() -> None:
+    plan = CalibrationPlan()
+    specs = plan_specs(plan)
+    names = [s.name for _, s in specs]
+    assert len(names) == len(set(names))
+    without = plan_specs(dataclasses.replace(plan, small_encoders=0))
+    assert specs[: len(without)] == without  # adding them left the rest of the sweep as it was
+    small = [s for _, s in specs[len(without):]]
+    assert len(small) == plan.small_encoders
+    assert {s.hidden for s in small} <= set(plan.small_hidden)
+    assert max(s.layers for s in small) > 6 and all(s.layers <= plan.small_max_layers for s in small)
+    tokens = {s.tokens if s.family == "bert" else (s.image // s.patch) ** 2 + 1 for s in small}
+    assert tokens <= {8, 16, 32, 5, 17}
+    with pytest.raises(ValueError):
+        CalibrationPlan(small_encoders=4, small_hidden=())
