@@ -58,7 +58,7 @@ from devicefit.evaluators._ssh import SshRunner
 from devicefit.evaluators._stats import BlockTiming
 from tests.fakes.devices import make_fake_phone, write_script
 
-TINY_PLAN = CalibrationPlan(probes_per_kind=1, gemm_probes=2, encoders=2, encoder_hidden=(32,), folds=2,
+TINY_PLAN = CalibrationPlan(probes_per_kind=1, gemm_probes=2, encoders=2, encoder_hidden=(32,), small_encoders=0, folds=2,
                             probe_kinds=("linear", "linear_relu", "matmul_qk", "softmax", "layer_norm", "gelu"))
 PHONE = DeviceProfile(id="fake-phone", name="A stand-in phone", soc="none", unit="cpu", places="arm",
                       reach=Reach(kind="adb", serial="FAKE0001"), threads=4)
@@ -217,7 +217,7 @@ def test_calibrate_times_a_phone_through_the_fake_adb(tmp_path, monkeypatch) -> 
     phone.benchmark_bin = recorder
     profile_file = phone.write_profile(tmp_path / "fake-phone.yaml")  # places x86: the fake runs x86 kernels
     monkeypatch.setenv("DEVICEFIT_ADB", str(phone.adb))
-    plan = CalibrationPlan(probes_per_kind=1, gemm_probes=1, encoders=2, encoder_hidden=(32,), folds=2,
+    plan = CalibrationPlan(probes_per_kind=1, gemm_probes=1, encoders=2, encoder_hidden=(32,), small_encoders=0, folds=2,
                            probe_kinds=("linear", "softmax", "add"))
     visits = protocol_for(load_profile_file(profile_file)).visits
     assert visits == 3  # a phone: few visits, each a round trip
