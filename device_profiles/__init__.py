@@ -12,6 +12,7 @@ Importing this package does not import Paddle or Paddle Lite.
 from __future__ import annotations
 
 from devicefit.device_profiles._predictor import (
+    ContextCost,
     KernelCost,
     Prediction,
     PredictorError,
@@ -54,6 +55,7 @@ __all__ = [
     "SchemaError",
     "ShapeFactorRule",
     "SubgraphCost",
+    "ContextCost",
     "UncoveredKernelError",
     "UnknownDeviceError",
     "dump_profile",

@@ -132,7 +132,12 @@ class Transfer:
 
 
 def fit_transfer(
-    figures: Sequence[PublicFigure], host_ms: dict[str, float], kernels: dict[str, int], *, min_for_per_kernel: int = 3
+    figures: Sequence[PublicFigure],
+    host_ms: dict[str, float],
+    kernels: dict[str, int],
+    *,
+    min_for_per_kernel: int = 3,
+    per_kernel_ms: float | None = None,
 ) -> Transfer:
     """Fit a :class:`Transfer` on figures whose models were timed on this host and counted on the device.
 
@@ -141,6 +146,11 @@ def fit_transfer(
         host_ms: Model name -> its latency on this host (fp32, one thread), in ms.
         kernels: Model name -> how many kernels the device runs for it (feed and fetch left out).
         min_for_per_kernel: Fewest figures for which ``per_kernel_ms`` is fitted (else it is 0).
+        per_kernel_ms: A per-kernel cost to keep (only the scale is fitted), or None to fit it. The fp16 and
+            int8 transfers of a CPU take their fp32 transfer's: launching a kernel costs the runtime the same
+            at any precision, and five CNN figures cannot tell a per-kernel cost from a scale (fitted freely,
+            Snapdragon 865's int8 figures gave +0.0112 ms per kernel against fp32's 0.0079, so every Transformer
+            of many small kernels came out slower in int8 than in fp32, against every published int8 speed-up).
 
     Raises:
         SeedError: No figure has a host latency and a kernel count.
@@ -152,6 +162,17 @@ def fit_transfer(
         raise SeedError(f"no usable figure among {[f.model for f in figures]} (host timings: {sorted(host_ms)})")
     device = np.array([f.latency_ms for f in usable])
     columns = [[host_ms[f.model] for f in usable]]
+    if per_kernel_ms is not None:
+        if per_kernel_ms < 0:
+            raise SeedError(f"per_kernel_ms must be >= 0, got {per_kernel_ms}")
+        launches = np.array([float(kernels[f.model]) for f in usable])
+        rest = device - per_kernel_ms * launches  # what the scale has to explain
+        host = np.array(columns[0])
+        # least squares on relative error, for the one coefficient: sum((scale*host - rest) / device)^2
+        scale = max(0.0, float(np.sum(host * rest / device**2) / np.sum((host / device) ** 2)))
+        predicted = scale * host + per_kernel_ms * launches
+        residual = float(100.0 * np.mean(np.abs(predicted - device) / device))
+        return Transfer(scale, per_kernel_ms, tuple(usable), residual, fitted_on=len(usable))
     if len(usable) >= min_for_per_kernel:
         columns.append([float(kernels[f.model]) for f in usable])
     design = np.array(columns).T / device[:, None]  # relative error

@@ -2,7 +2,7 @@
 
 A maintainer's tool, run by hand when the host calibration or the public figures change:
 
-    .venv/bin/python scripts/seed_profiles.py --host-profile runs/bench-predictor/profiles/host-x86.v2.yaml
+    .venv/bin/python scripts/seed_profiles.py --host-profile device_profiles/profiles/host-x86.yaml
 
 It times the public figures' reference models (MobileNet V1/V2/V3, ResNet50: paddle.vision architectures
 with random weights) on this host, converts them and a set of Transformer encoders for each device's Paddle
@@ -294,6 +294,10 @@ def main(argv: list[str] | None = None) -> int:
                 return refs, encs
 
             refs32, encoders32 = programs(False)
+            # the fp32 CPU transfer's per-kernel cost is kept by the fp16 and int8 ones (see fit_transfer)
+            fp32_query = recipe.cpu["fp32"]
+            fp32_cpu = fit_transfer(select(figures, soc=fp32_query.soc, backend="arm", precision=fp32_query.precision),
+                                    host_ms, {n: kernel_count(p, subgraphs=False) for n, p in refs32.items()})
             table: dict = {}
             transfers_used: dict[str, Transfer] = {}
             subgraph = None
@@ -304,7 +308,10 @@ def main(argv: list[str] | None = None) -> int:
                 cpu_query = recipe.cpu.get(precision) or recipe.cpu["fp32"]
                 cpu_figures = select(figures, soc=cpu_query.soc, backend="arm", precision=cpu_query.precision)
                 counts = {n: kernel_count(p, subgraphs=False) for n, p in refs.items()}
-                transfers["cpu"] = thread_and_clock(recipe, fit_transfer(cpu_figures, host_ms, counts), figures, host_ms, counts)
+                keep = None if cpu_query.precision == "fp32" else fp32_cpu.per_kernel_ms
+                transfers["cpu"] = thread_and_clock(
+                    recipe, fit_transfer(cpu_figures, host_ms, counts, per_kernel_ms=keep), figures, host_ms, counts
+                )
                 if recipe.accelerator_unit:
                     query = recipe.accelerator.get(precision)
                     if query is not None:

@@ -29,7 +29,9 @@ from devicefit.device_profiles._calibrate import (
     CalibrationModel,
     CalibrationPlan,
     TimingProtocol,
+    block_floor,
     calibrate,
+    plan_specs,
     protocol_for,
     time_round_robin,
     write_calibration,
@@ -56,7 +58,7 @@ from devicefit.evaluators._ssh import SshRunner
 from devicefit.evaluators._stats import BlockTiming
 from tests.fakes.devices import make_fake_phone, write_script
 
-TINY_PLAN = CalibrationPlan(probes_per_kind=1, gemm_probes=2, encoders=2, encoder_hidden=(32,), folds=2,
+TINY_PLAN = CalibrationPlan(probes_per_kind=1, gemm_probes=2, encoders=2, encoder_hidden=(32,), small_encoders=0, folds=2,
                             probe_kinds=("linear", "linear_relu", "matmul_qk", "softmax", "layer_norm", "gelu"))
 PHONE = DeviceProfile(id="fake-phone", name="A stand-in phone", soc="none", unit="cpu", places="arm",
                       reach=Reach(kind="adb", serial="FAKE0001"), threads=4)
@@ -215,7 +217,7 @@ def test_calibrate_times_a_phone_through_the_fake_adb(tmp_path, monkeypatch) -> 
     phone.benchmark_bin = recorder
     profile_file = phone.write_profile(tmp_path / "fake-phone.yaml")  # places x86: the fake runs x86 kernels
     monkeypatch.setenv("DEVICEFIT_ADB", str(phone.adb))
-    plan = CalibrationPlan(probes_per_kind=1, gemm_probes=1, encoders=2, encoder_hidden=(32,), folds=2,
+    plan = CalibrationPlan(probes_per_kind=1, gemm_probes=1, encoders=2, encoder_hidden=(32,), small_encoders=0, folds=2,
                            probe_kinds=("linear", "softmax", "add"))
     visits = protocol_for(load_profile_file(profile_file)).visits
     assert visits == 3  # a phone: few visits, each a round trip
@@ -289,3 +291,58 @@ def test_the_shipped_folder_is_never_written(tmp_path) -> None:
 
     with pytest.raises(ValueError, match="never writes into the shipped profile folder"):
         write_profile(PHONE, PROFILES_DIR)
+
+
+def test_whole_models_get_more_runs_per_visit_than_probes() -> None:
+    protocol = TimingProtocol(visit_budget_ms=15.0, min_runs=10, max_runs=1000, model_runs_factor=4.0)
+    assert protocol.runs_for(None) == 10 and protocol.runs_for(None, "model") == 40
+    assert protocol.runs_for(0.5) == 30 and protocol.runs_for(0.5, "model") == 120
+    assert protocol.runs_for(5.0) == 10 and protocol.runs_for(5.0, "model") == 40  # the fewest runs, scaled
+    assert protocol.runs_for(0.001, "model") == 1000  # never above max_runs
+    assert TimingProtocol(min_runs=5, max_runs=5).runs_for(None, "model") == 5
+    assert "whole models 4x" in protocol.describe() and "readings of 0 ms dropped" in protocol.describe()
+    with pytest.raises(ValueError):
+        TimingProtocol(model_runs_factor=0.5)
+
+
+def test_the_sweep_has_small_deep_encoders_of_their_own_stream() -> None:
+    plan = CalibrationPlan()
+    specs = plan_specs(plan)
+    names = [s.name for _, s in specs]
+    assert len(names) == len(set(names))
+    without = plan_specs(dataclasses.replace(plan, small_encoders=0))
+    assert specs[: len(without)] == without  # adding them left the rest of the sweep as it was
+    small = [s for _, s in specs[len(without):]]
+    assert len(small) == plan.small_encoders
+    assert {s.hidden for s in small} <= set(plan.small_hidden)
+    assert max(s.layers for s in small) > 6 and all(s.layers <= plan.small_max_layers for s in small)
+    tokens = {s.tokens if s.family == "bert" else (s.image // s.patch) ** 2 + 1 for s in small}
+    assert tokens <= {8, 16, 32, 5, 17}
+    with pytest.raises(ValueError):
+        CalibrationPlan(small_encoders=4, small_hidden=())
+
+
+def test_one_misread_run_cannot_set_a_block_s_latency() -> None:
+    # seen on this host: a 29.4 us model with one 21.1 us reading among 2000 runs
+    times = [29.5, 21.1, 29.4, 29.45, 30.2]
+    assert block_floor(BlockTiming.from_times(times)) == 29.4
+    assert block_floor(BlockTiming.from_times([3.0])) == 3.0
+    assert block_floor(BlockTiming(runs=50, mean_ms=2.0, min_ms=1.5, max_ms=3.0)) == 1.5  # no per-run times
+
+
+def test_the_visit_loop_keeps_each_visit_s_second_fastest_run(tmp_path, lite) -> None:
+    models = _stub_models(tmp_path, lite, 1)
+
+    class OneMisread(TrueCostRunner):
+        def open(self, profile: DeviceProfile, settings: MeasureSettings) -> DeviceSession:
+            self.opened += 1
+            return OneMisreadSession(self, profile, self.opened)
+
+    class OneMisreadSession(TrueCostSession):
+        def time_block(self, model: StagedModel, warmup: int, runs: int) -> BlockTiming:
+            latency = 0.5 + 0.1 * self.number
+            return BlockTiming.from_times([latency, latency * 0.6, latency * 1.1])
+
+    protocol = TimingProtocol(visits=2, min_runs=3, max_runs=3)
+    latencies, failed = time_round_robin(models, OneMisread(seed=0), PHONE, protocol, lambda line: None)
+    assert not failed and latencies[models[0].name] == pytest.approx(0.6)  # not 0.36, the misread of visit 1

@@ -55,6 +55,22 @@ def test_fit_transfer_recovers_scale_and_per_kernel_cost() -> None:
         fit_transfer([figure("zz", 1.0)], host_ms, kernels)
 
 
+def test_a_kept_per_kernel_cost_leaves_only_the_scale_to_fit() -> None:
+    host_ms = {"a": 10.0, "b": 20.0, "c": 5.0}
+    kernels = {"a": 30, "b": 50, "c": 100}
+    fp32 = fit_transfer([figure(m, 0.5 * host_ms[m] + 0.01 * kernels[m]) for m in host_ms], host_ms, kernels)
+    # a precision twice as fast per unit of work, same launch cost
+    int8_figures = [figure(m, 0.25 * host_ms[m] + 0.01 * kernels[m]) for m in host_ms]
+    kept = fit_transfer(int8_figures, host_ms, kernels, per_kernel_ms=fp32.per_kernel_ms)
+    assert kept.per_kernel_ms == pytest.approx(0.01) and kept.scale == pytest.approx(0.25)
+    assert kept.residual_percent == pytest.approx(0.0, abs=1e-6) and kept.scale < fp32.scale
+    # figures that the kept launch cost cannot explain: the scale still fits them as well as it can
+    noisy = fit_transfer([figure(m, 0.25 * host_ms[m]) for m in host_ms], host_ms, kernels, per_kernel_ms=0.01)
+    assert 0.0 < noisy.scale < 0.25 and noisy.residual_percent > 1.0
+    with pytest.raises(SeedError):
+        fit_transfer(int8_figures, host_ms, kernels, per_kernel_ms=-1.0)
+
+
 def test_device_kernels_take_scaled_host_costs_of_their_equivalent() -> None:
     transfer = fit_transfer([figure("a", 5.0)], {"a": 10.0}, {"a": 1})
     assert transfer.scale == pytest.approx(0.5)

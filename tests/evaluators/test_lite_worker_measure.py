@@ -87,3 +87,11 @@ def test_runners_refuse_a_clock_their_tool_does_not_have(worker, fake_phone) -> 
         MeasuredLatency(worker, {"local": HostRunner(worker)}, cpu_clock)
     with pytest.raises(ValueError, match="invalid measure settings"):
         dataclasses.replace(QUICK, clock="sundial")
+
+
+def test_a_reading_of_no_time_is_the_clock_not_advancing_and_is_left_out() -> None:
+    from devicefit.evaluators._host import clock_readings
+
+    assert clock_readings([0.0021, 0.0, 0.0019, -0.0]) == [0.0021, 0.0019]
+    with pytest.raises(ValueError, match="clock did not advance"):
+        clock_readings([0.0, 0.0])
