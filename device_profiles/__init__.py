@@ -12,7 +12,6 @@ Importing this package does not import Paddle or Paddle Lite.
 from __future__ import annotations
 
 from devicefit.device_profiles._predictor import (
-    ContextCost,
     KernelCost,
     Prediction,
     PredictorError,
@@ -55,7 +54,6 @@ __all__ = [
     "SchemaError",
     "ShapeFactorRule",
     "SubgraphCost",
-    "ContextCost",
     "UncoveredKernelError",
     "UnknownDeviceError",
     "dump_profile",

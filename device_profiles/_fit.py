@@ -23,14 +23,12 @@ import numpy as np
 from devicefit.device_profiles._features import FEATURES, KernelFeatures, kernel_features, shape_signature
 from devicefit.device_profiles._predictor import (
     COEFFICIENTS,
-    ContextCost,
     KernelCost,
     PredictorError,
     PredictorParams,
     Provenance,
     ShapeFactorRule,
     SubgraphCost,
-    is_io_key,
 )
 from devicefit.device_profiles._shapes import ShapedProgram
 
@@ -39,11 +37,6 @@ DEFAULT_RIDGE = 1e-5
 #: Weight of a whole model's row against a probe's (chosen by cross-validation on this host: 1 -> 4.2% MAPE,
 #: 10 -> 2.9%, 30 -> 3.0%).
 DEFAULT_MODEL_WEIGHT = 10.0
-#: Fit the context term of whole models (see :class:`~devicefit.device_profiles._predictor.ContextCost`). Off: on
-#: this host's calibrations it changed the whole models' 5-fold cross-validated MAPE from 3.23% to 3.36% (560
-#: models, 48 encoders) and from 3.75% to 3.75% (592 models, 80 encoders; means over 3 fold seeds), with a zero
-#: per-kernel coefficient both times (and ~0.01 us per KiB of weights, also with the KiB capped at 32 or 64 per kernel).
-DEFAULT_CONTEXT = False
 #: Rounds of "fit coefficients, then shape factors".
 FIT_ROUNDS = 3
 _CALLS, _SLICES = FEATURES.index("calls"), FEATURES.index("slices")
@@ -96,18 +89,8 @@ class Sample:
         return {row.features.key for row in self.kernels}
 
 
-def context_features(sample: Sample) -> tuple[float, float]:
-    """The context features of a sample (:class:`~devicefit.device_profiles._predictor.ContextCost`): its kernels
-    and KiB of weights, feed and fetch left out; zeros for a probe (a single-kernel model timed in a loop is its
-    own context: its kernel's code and weights stay in the core's caches from one run to the next)."""
-    if sample.group == "probe":
-        return 0.0, 0.0
-    rows = [r for r in sample.kernels if not is_io_key(r.features.key)]
-    return float(len(rows)), float(sum(r.features.weight_kib for r in rows))
-
-
 def predict_sample_ms(params: PredictorParams, sample: Sample) -> float:
-    """Predicted latency of a measured model, in milliseconds (a probe without the context term).
+    """Predicted latency of a measured model, in milliseconds.
 
     Raises:
         KeyError: A cost key of the sample has no coefficients.
@@ -115,19 +98,13 @@ def predict_sample_ms(params: PredictorParams, sample: Sample) -> float:
     total_us = params.overhead_us + sum(params.kernel_cost_us(r.features, r.signature) for r in sample.kernels)
     if sample.subgraphs and params.subgraph is not None:
         total_us += params.subgraph.call_us * sample.subgraphs + params.subgraph.kib_us * sample.subgraph_kib
-    if params.context is not None:
-        total_us += params.context.cost_us(*context_features(sample))
     return total_us / 1000.0
 
 
-def _design_row(
-    sample: Sample, keys: dict[str, int], factors: dict[str, float], with_subgraphs: bool, with_context: bool
-) -> np.ndarray:
+def _design_row(sample: Sample, keys: dict[str, int], factors: dict[str, float], with_subgraphs: bool) -> np.ndarray:
     width = len(FEATURES)
-    row = np.zeros(1 + width * len(keys) + (2 if with_subgraphs else 0) + (2 if with_context else 0))
+    row = np.zeros(1 + width * len(keys) + (2 if with_subgraphs else 0))
     row[0] = 1.0
-    if with_context:
-        row[-2:] = context_features(sample)
     for kernel, factor in zip(sample.kernels, _kernel_factors(sample, factors)):
         start = 1 + width * keys[kernel.features.key]
         vector = np.asarray(kernel.features.vector())
@@ -135,9 +112,8 @@ def _design_row(
             vector[_SLICES] = 0.0  # a kernel with one slice: its whole fixed cost goes to call_us
         row[start : start + width] += factor * vector
     if with_subgraphs:
-        end = len(row) - (2 if with_context else 0)
-        row[end - 2] = sample.subgraphs
-        row[end - 1] = sample.subgraph_kib
+        row[-2] = sample.subgraphs
+        row[-1] = sample.subgraph_kib
     return row
 
 
@@ -170,7 +146,6 @@ def _params(
     with_subgraphs: bool,
     provenance: Provenance,
     rule: ShapeFactorRule,
-    with_context: bool = False,
 ) -> PredictorParams:
     width = len(FEATURES)
     kernels = {}
@@ -182,12 +157,9 @@ def _params(
             models=seen,
             shape_factors=tuple(sorted(tables.get(key, ()))),
         )
-    end = len(theta) - (2 if with_context else 0)
-    subgraph = SubgraphCost(float(theta[end - 2]), float(theta[end - 1])) if with_subgraphs else None
-    context = ContextCost(float(theta[-2]), float(theta[-1])) if with_context else None
+    subgraph = SubgraphCost(float(theta[-2]), float(theta[-1])) if with_subgraphs else None
     return PredictorParams(
-        provenance=provenance, kernels=kernels, overhead_us=float(theta[0]), subgraph=subgraph, shape_factor_rule=rule,
-        context=context,
+        provenance=provenance, kernels=kernels, overhead_us=float(theta[0]), subgraph=subgraph, shape_factor_rule=rule
     )
 
 
@@ -225,7 +197,6 @@ def fit_predictor(
     rule: ShapeFactorRule = ShapeFactorRule(),
     rounds: int = FIT_ROUNDS,
     model_weight: float = DEFAULT_MODEL_WEIGHT,
-    context: bool = DEFAULT_CONTEXT,
 ) -> PredictorParams:
     """Fit the predictor's coefficients and shape factors to measured samples.
 
@@ -238,8 +209,6 @@ def fit_predictor(
         rounds: Rounds of coefficients-then-factors (1: no shape factors).
         model_weight: Weight of a whole model's relative error against a probe's (whole models show the
             kernels in context: caches shared with the rest of the model).
-        context: Fit the context term (:class:`~devicefit.device_profiles._predictor.ContextCost`), when the
-            samples have whole models.
 
     Raises:
         FitError: Fewer samples than two, or a non-positive latency.
@@ -250,7 +219,6 @@ def fit_predictor(
         raise FitError("every measured latency must be positive")
     keys = {key: i for i, key in enumerate(sorted({key for s in samples for key in s.keys}))}
     with_subgraphs = any(s.subgraphs for s in samples)
-    with_context = context and any(s.group != "probe" for s in samples)
     target_us = np.array([s.latency_ms * 1000.0 for s in samples])
     row_weights = np.array([model_weight if s.group == "model" else 1.0 for s in samples])
     probes = [s for s in samples if s.group == "probe"]
@@ -258,13 +226,13 @@ def fit_predictor(
     factors: dict[str, float] = {}
     params: PredictorParams | None = None
     for round_index in range(max(1, rounds)):
-        matrix = np.array([_design_row(s, keys, factors, with_subgraphs, with_context) for s in samples])
+        matrix = np.array([_design_row(s, keys, factors, with_subgraphs) for s in samples])
         theta = _solve(matrix, target_us, ridge, row_weights)
-        params = _params(theta, keys, samples, tables, with_subgraphs, provenance, rule, with_context)
+        params = _params(theta, keys, samples, tables, with_subgraphs, provenance, rule)
         if round_index == max(1, rounds) - 1:
             break
         tables = _probe_factors(params, probes)
-        with_tables = _params(theta, keys, samples, tables, with_subgraphs, provenance, rule, with_context)
+        with_tables = _params(theta, keys, samples, tables, with_subgraphs, provenance, rule)
         factors = {
             f"{s.name}#{i}": with_tables.shape_factor_rule.factor(with_tables.kernels[r.features.key].shape_factors, r.signature)
             for s in samples
@@ -311,7 +279,6 @@ def cross_validate(
     rule: ShapeFactorRule = ShapeFactorRule(),
     rounds: int = FIT_ROUNDS,
     model_weight: float = DEFAULT_MODEL_WEIGHT,
-    context: bool = DEFAULT_CONTEXT,
 ) -> PredictorError:
     """K-fold cross-validated error of the fit on the samples of ``evaluate_group``.
 
@@ -338,7 +305,6 @@ def cross_validate(
             rule=rule,
             rounds=rounds,
             model_weight=model_weight,
-            context=context,
         )
         for i in sorted(held):
             if params.covers(samples[i].keys):

@@ -166,41 +166,6 @@ class SubgraphCost:
             raise ValueError(f"call_us and kib_us must be non-negative microseconds, got {self}")
 
 
-def is_io_key(key: str) -> bool:
-    """Whether a cost key is a model's feed or fetch (``<target>/feed/...``, ``<target>/fetch/...``)."""
-    return key.split("/")[1] in ("feed", "fetch")
-
-
-@dataclasses.dataclass(frozen=True)
-class ContextCost:
-    """What a kernel costs in a whole model on top of what it costs timed alone, in a loop.
-
-    The probes that calibrate each kernel are single-kernel models run again and again: the kernel's code,
-    its weights and its inputs stay in the core's caches from one run to the next, and its launch cost
-    cannot be told apart from the run call's (both happen once per run). In a whole model every kernel
-    follows other kernels: its code and its weights were last used one inference ago. The context term
-    prices that difference, fitted on the whole models of the calibration (a probe has none):
-
-        context_us = kernel_us * (kernels of the model, feed and fetch left out)
-                   + weight_kib_us * (KiB of weights the model's kernels read)
-
-    Attributes:
-        kernel_us: Microseconds per kernel of a whole model.
-        weight_kib_us: Microseconds per KiB of weights read in a whole model.
-    """
-
-    kernel_us: float = 0.0
-    weight_kib_us: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not (self.kernel_us >= 0.0 and self.weight_kib_us >= 0.0):
-            raise ValueError(f"kernel_us and weight_kib_us must be non-negative microseconds, got {self}")
-
-    def cost_us(self, kernels: float, weight_kib: float) -> float:
-        """Microseconds of context of a model with ``kernels`` kernels reading ``weight_kib`` KiB of weights."""
-        return self.kernel_us * kernels + self.weight_kib_us * weight_kib
-
-
 @dataclasses.dataclass(frozen=True)
 class PredictorError:
     """How far the predictor's figures were from measured ones, and on what.
@@ -269,7 +234,6 @@ class PredictorParams:
         overhead_us: Microseconds per inference outside the kernels (the run call itself).
         kernels: Coefficients per cost key ``<target>/<op type>[.<variant>]/<precision>``.
         subgraph: Coefficients of NNAdapter subgraph hand-offs (accelerator places only).
-        context: The whole-model context term (:class:`ContextCost`); None in profiles fitted without it.
         shape_factor_rule: How shape factors are interpolated.
         provenance: Where the coefficients come from and how good they were measured to be.
     """
@@ -279,7 +243,6 @@ class PredictorParams:
     overhead_us: float = 0.0
     subgraph: SubgraphCost | None = None
     shape_factor_rule: ShapeFactorRule = ShapeFactorRule()
-    context: ContextCost | None = None
     kind: Literal["kernel-linear"] = "kernel-linear"
 
     def __post_init__(self) -> None:
@@ -333,7 +296,6 @@ class Prediction:
         kernels_ms: Per cost key, the predicted milliseconds of its kernels.
         subgraphs_ms: The NNAdapter hand-off part (0 without subgraphs).
         accelerator_ms: The part of ``kernels_ms`` spent inside NNAdapter subgraphs.
-        context_ms: The whole-model context part (:class:`ContextCost`; 0 without one).
         stand_ins: Cost key without coefficients -> the key whose coefficients priced it (:data:`STAND_IN_OPS`);
             empty when every kernel had its own.
     """
@@ -344,7 +306,6 @@ class Prediction:
     subgraphs_ms: float = 0.0
     accelerator_ms: float = 0.0
     stand_ins: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    context_ms: float = 0.0
 
     def describe_stand_ins(self) -> str:
         """``host/range/fp32 priced as host/fill_constant/any, ...``, or ``""``."""
@@ -392,9 +353,5 @@ def predict_latency(program: ShapedProgram, params: PredictorParams, *, device_i
         crossing_kib = sum(g.input_bytes + g.output_bytes for g in program.subgraphs) / 1024.0
         subgraphs_ms = (params.subgraph.call_us * len(program.subgraphs) + params.subgraph.kib_us * crossing_kib) / 1000
     overhead_ms = params.overhead_us / 1000.0
-    context_ms = 0.0
-    if params.context is not None:
-        inner = [features for features, _ in kernels if not is_io_key(features.key)]
-        context_ms = params.context.cost_us(len(inner), sum(f.weight_kib for f in inner)) / 1000.0
-    total = overhead_ms + sum(kernels_ms.values()) + subgraphs_ms + context_ms
-    return Prediction(total, overhead_ms, kernels_ms, subgraphs_ms, accelerator_ms, stand_ins, context_ms)
+    total = overhead_ms + sum(kernels_ms.values()) + subgraphs_ms
+    return Prediction(total, overhead_ms, kernels_ms, subgraphs_ms, accelerator_ms, stand_ins)

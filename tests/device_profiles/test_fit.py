@@ -5,15 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import dataclasses
-
-from devicefit.device_profiles import ContextCost, KernelCost, PredictorParams, Provenance
+from devicefit.device_profiles import KernelCost, PredictorParams, Provenance
 from devicefit.device_profiles._features import KernelFeatures
 from devicefit.device_profiles._fit import (
     FitError,
     KernelRow,
     Sample,
-    context_features,
     cross_validate,
     error_summary,
     fit_predictor,
@@ -69,25 +66,6 @@ def test_cross_validation_reports_small_error_for_a_learnable_device() -> None:
     error = cross_validate(samples, folds=3, seed=0)
     assert error.models == 12 and error.mape_percent < 3.0 and error.within10 == 1.0
     assert "3-fold cross-validation over 12 calibration models" in error.what
-
-
-def test_fit_separates_a_kernel_s_cost_in_a_model_from_its_cost_alone() -> None:
-    # every kernel of a whole model costs 2 us more than the same kernel timed alone (its probes)
-    truth = dataclasses.replace(TRUTH, context=ContextCost(kernel_us=2.0))
-    samples = _samples(np.random.default_rng(2), truth)
-    probe, model = samples[0], samples[-1]
-    assert context_features(probe) == (0.0, 0.0)
-    assert context_features(model) == (float(len(model.kernels)), 0.0)
-    params = fit_predictor(samples, PROVENANCE, rounds=1, ridge=0.0, context=True)
-    assert params.context is not None and params.context.kernel_us == pytest.approx(2.0, rel=0.02)
-    assert params.kernels["x86/matmul_v2.weights/fp32"].call_us == pytest.approx(1.0, rel=0.05)
-    for sample in samples:
-        assert predict_sample_ms(params, sample) == pytest.approx(sample.latency_ms, rel=1e-3)
-    without = fit_predictor(samples, PROVENANCE, rounds=1, ridge=0.0, context=False)
-    assert without.context is None
-    worst = max(abs(predict_sample_ms(without, s) / s.latency_ms - 1) for s in samples)
-    assert worst > 0.003  # without the term, probes and models cannot both be right
-    assert cross_validate(samples, folds=3, seed=0, context=True).mape_percent < 0.5
 
 
 def test_error_summary_math() -> None:

@@ -8,7 +8,6 @@ from types import MappingProxyType
 import pytest
 
 from devicefit.device_profiles import (
-    ContextCost,
     KernelCost,
     PredictorParams,
     Provenance,
@@ -91,22 +90,6 @@ def test_predicted_latency_is_the_sum_of_kernel_costs() -> None:
     without_softmax = {key: cost for key, cost in params.kernels.items() if "softmax" not in key}
     with pytest.raises(UncoveredKernelError, match="arm/softmax/fp32"):
         predict_latency(program, PredictorParams(provenance=PROVENANCE, kernels=without_softmax))
-
-
-def test_the_context_term_prices_every_kernel_but_feed_and_fetch_and_the_weights() -> None:
-    program = infer_shapes(arm_program(), [Tensor((1, 17, 64))])
-    kernels = {key: KernelCost(call_us=1.0) for key in
-               ("host/feed/any", "arm/fc/fp32", "host/reshape2/any", "arm/softmax/fp32", "host/fetch/any")}
-    plain = predict_latency(program, PredictorParams(provenance=PROVENANCE, kernels=kernels))
-    assert plain.context_ms == 0.0 and plain.latency_ms == pytest.approx(5.0 / 1000)
-    context = ContextCost(kernel_us=2.0, weight_kib_us=0.1)
-    with_context = predict_latency(program, PredictorParams(provenance=PROVENANCE, kernels=kernels, context=context))
-    weight_kib = (64 * 128 + 128) * 4 / 1024  # the fc's weights and bias; feed, reshape, softmax, fetch read none
-    expected_us = 2.0 * 3 + 0.1 * weight_kib  # fc, reshape2, softmax: feed and fetch are left out
-    assert with_context.context_ms == pytest.approx(expected_us / 1000)
-    assert with_context.latency_ms == pytest.approx(plain.latency_ms + expected_us / 1000)
-    with pytest.raises(ValueError):
-        ContextCost(kernel_us=-1.0)
 
 
 def test_nnadapter_subgraphs_cost_their_ops_and_the_hand_off() -> None:
