@@ -219,6 +219,8 @@ def run_search(
         sampler = optuna.samplers.NSGAIISampler(
             seed=seed, population_size=int(options.get("pop", nsga2_population(trials))),
             mutation_prob=float(options["mut"]) if "mut" in options else None)
+    elif sampler_name == "nsga3":  # an experiment: reference-point NSGA-III, the default's population
+        sampler = optuna.samplers.NSGAIIISampler(seed=seed, population_size=nsga2_population(trials))
     else:
         sampler = make_sampler("random" if sampler_name == WARM_BASELINE else sampler_name, seed=seed, trials=trials)
     study = optuna.create_study(directions=list(directions), sampler=sampler)
@@ -341,8 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=40, help="trials per run (default: 40)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per sampler (default: 3)")
     parser.add_argument("--samplers", default="nsga2,tpe,gp,random,random+warm",
-                        help="comma-separated; nsga2:pop=N,mut=P is NSGA-II with population N and mutation probability P "
-                        "(an experiment)")
+                        help="comma-separated; nsga2:pop=N,mut=P is NSGA-II with population N and mutation probability P, "
+                        "nsga3 is NSGA-III (experiments)")
     parser.add_argument("--epochs", type=int, default=None, help="accuracy rung epochs (default: the search's)")
     parser.add_argument("--json", type=Path, help="also write every run's history here")
     parser.add_argument("--cache", type=Path, help="keep every built candidate's values in this file and reuse them; "
