@@ -108,7 +108,7 @@ class SearchObjective:
             if saved.get("header") != self._cache_header:
                 raise SystemExit(f"{cache} holds values for {saved.get('header')}, not {self._cache_header}: "
                                  f"use another --cache file")
-            self._cache.update({k: v for k, v in saved["values"].items()})
+            self._cache.update(saved["values"])
             self._params.update(saved.get("params", {}))
             self.loaded = len(self._cache)
             self.latency_sources.update(saved.get("latency_sources", []))
@@ -173,7 +173,7 @@ class SearchObjective:
 
     def known_points(self) -> list[list[float]]:
         """Every feasible candidate's values (minimized form) in the cache: all this and earlier invocations built."""
-        return [minimized(v, self.directions) for v in self._cache.values() if v is not None]
+        return [minimized(v, self.directions) for v in self.known().values()]
 
     def close(self) -> None:
         self.fit.close()

@@ -161,25 +161,22 @@ def fit_transfer(
     if not usable:
         raise SeedError(f"no usable figure among {[f.model for f in figures]} (host timings: {sorted(host_ms)})")
     device = np.array([f.latency_ms for f in usable])
-    columns = [[host_ms[f.model] for f in usable]]
+    host = np.array([host_ms[f.model] for f in usable])
+    launches = np.array([float(kernels[f.model]) for f in usable])
     if per_kernel_ms is not None:
         if per_kernel_ms < 0:
             raise SeedError(f"per_kernel_ms must be >= 0, got {per_kernel_ms}")
-        launches = np.array([float(kernels[f.model]) for f in usable])
-        rest = device - per_kernel_ms * launches  # what the scale has to explain
-        host = np.array(columns[0])
+        per_kernel = per_kernel_ms
+        rest = device - per_kernel * launches  # what the scale has to explain
         # least squares on relative error, for the one coefficient: sum((scale*host - rest) / device)^2
         scale = max(0.0, float(np.sum(host * rest / device**2) / np.sum((host / device) ** 2)))
-        predicted = scale * host + per_kernel_ms * launches
-        residual = float(100.0 * np.mean(np.abs(predicted - device) / device))
-        return Transfer(scale, per_kernel_ms, tuple(usable), residual, fitted_on=len(usable))
-    if len(usable) >= min_for_per_kernel:
-        columns.append([float(kernels[f.model]) for f in usable])
-    design = np.array(columns).T / device[:, None]  # relative error
-    solution, _ = nnls(design, np.ones(len(usable)))
-    scale = float(solution[0])
-    per_kernel = float(solution[1]) if len(solution) > 1 else 0.0
-    predicted = scale * np.array(columns[0]) + (per_kernel * np.array(columns[1]) if len(columns) > 1 else 0.0)
+    else:
+        columns = [host, launches] if len(usable) >= min_for_per_kernel else [host]
+        design = np.array(columns).T / device[:, None]  # relative error
+        solution, _ = nnls(design, np.ones(len(usable)))
+        scale = float(solution[0])
+        per_kernel = float(solution[1]) if len(solution) > 1 else 0.0
+    predicted = scale * host + per_kernel * launches
     residual = float(100.0 * np.mean(np.abs(predicted - device) / device))
     return Transfer(scale, per_kernel, tuple(usable), residual, fitted_on=len(usable))
 

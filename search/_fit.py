@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from devicefit.device_profiles._predictor import UncoveredKernelError
 from devicefit.device_profiles._profile import DeviceProfile
 from devicefit.evaluators._accuracy import DEFAULT_DISTILLATION, DistillationEvaluator, DistillationSettings, predict_logits
 from devicefit.evaluators._accuracy import NoFinetuneEvaluator
@@ -720,8 +721,6 @@ class Fit:
         A candidate the device's predictor cannot price (a kernel its calibration never saw) is measured, as
         promotion would measure it, rather than failing its trial; the progress line says so.
         """
-        from devicefit.device_profiles import UncoveredKernelError
-
         if screener is None:
             return self.latency.latency(artifact, device, sample_inputs)
         try:
