@@ -222,7 +222,8 @@ def run_search(
     elif sampler_name == "nsga3":  # an experiment: reference-point NSGA-III, the default's population
         sampler = optuna.samplers.NSGAIIISampler(seed=seed, population_size=nsga2_population(trials))
     else:
-        sampler = make_sampler("random" if sampler_name == WARM_BASELINE else sampler_name, seed=seed, trials=trials)
+        sampler = make_sampler("random" if sampler_name == WARM_BASELINE else sampler_name, seed=seed, trials=trials,
+                               encoder=space.encode_params)  # type: ignore[attr-defined]
     study = optuna.create_study(directions=list(directions), sampler=sampler)
     if warm_start:
         for candidate in space.warm_start()[:trials]:  # type: ignore[attr-defined]

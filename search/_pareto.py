@@ -29,11 +29,9 @@ def pareto_front_mask(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=float)
     if values.ndim != 2:
         raise ValueError(f"values must be 2-D, got shape {values.shape}")
-    n = values.shape[0]
-    mask = np.ones(n, dtype=bool)
-    for i in range(n):
-        no_worse = np.all(values <= values[i], axis=1)
-        better = np.any(values < values[i], axis=1)
-        if np.any(no_worse & better):
-            mask[i] = False
+    mask = np.ones(values.shape[0], dtype=bool)
+    for start in range(0, values.shape[0], 1024):  # [all, 1024, objectives] at a time: memory stays bounded
+        block = values[None, start:start + 1024, :]
+        dominated = np.all(values[:, None, :] <= block, axis=2) & np.any(values[:, None, :] < block, axis=2)
+        mask[start:start + 1024] = ~np.any(dominated, axis=0)
     return mask

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-SAMPLERS: tuple[str, ...] = ("nsga2", "tpe", "gp", "random")
+SAMPLERS: tuple[str, ...] = ("nsga2", "surrogate", "tpe", "gp", "random")
 DEFAULT_SAMPLER = "nsga2"
 
 
@@ -29,6 +30,8 @@ def describe_sampler(name: str, *, trials: int, seed: int) -> str:
     """One line for the banner."""
     if name == "nsga2":
         return f"NSGA-II, population {nsga2_population(trials)}, seed {seed}"
+    if name == "surrogate":
+        return f"surrogate (Gaussian processes, optimistic hypervolume improvement over a pool), seed {seed}"
     if name == "tpe":
         return f"multi-objective TPE, {startup_trials(trials)} random start-up trials, seed {seed}"
     if name == "gp":
@@ -36,16 +39,18 @@ def describe_sampler(name: str, *, trials: int, seed: int) -> str:
     return f"random, seed {seed}"
 
 
-def make_sampler(name: str, *, seed: int, trials: int) -> Any:
+def make_sampler(name: str, *, seed: int, trials: int, encoder: Callable[[dict[str, Any]], Any] | None = None) -> Any:
     """Build the Optuna sampler called ``name`` (one of :data:`SAMPLERS`), seeded.
 
     Budgets reach the samplers as constraints set on each trial (``Trial.set_constraint``), which
     NSGA-II, TPE and GP read; random sampling ignores them.
 
     Args:
-        name: ``nsga2`` (default), ``tpe``, ``gp`` or ``random``.
+        name: ``nsga2`` (default), ``surrogate``, ``tpe``, ``gp`` or ``random``.
         seed: Sampler seed.
         trials: The run's trial budget (sets population and start-up sizes).
+        encoder: Parameters -> feature vector, for ``surrogate`` (the search space's encoding); ``None``: a
+            generic one.
 
     Raises:
         UnknownSamplerError: ``name`` is not one of :data:`SAMPLERS`.
@@ -54,6 +59,10 @@ def make_sampler(name: str, *, seed: int, trials: int) -> Any:
 
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=nsga2_population(trials))
+    if name == "surrogate":
+        from devicefit.search._surrogate import SurrogateSampler
+
+        return SurrogateSampler(seed=seed, encoder=encoder)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(trials), multivariate=True)
     if name == "gp":

@@ -87,6 +87,13 @@ class SearchSpace(abc.ABC):
     def encode(self, candidate: Candidate) -> np.ndarray:
         """A fixed-length float vector describing ``candidate``."""
 
+    def encode_params(self, params: dict[str, Any]) -> np.ndarray:
+        """:meth:`encode` of the candidate that trial parameters ``params`` make (what a model-based sampler
+        compares: parameters that make the same candidate encode the same)."""
+        import optuna
+
+        return self.encode(self.suggest(optuna.trial.FixedTrial(params)))
+
     def warm_start(self) -> list[Candidate]:
         """Informative first candidates (the teacher, uniform shrinkings). Empty by default."""
         return []

@@ -68,6 +68,9 @@ def test_suggest_and_params_for_are_inverse_with_every_dimension(family_factory)
         assert candidate.hidden is None or candidate.hidden % space.hidden_step == 0
         assert space.suggest(optuna.trial.FixedTrial(space.params_for(candidate))) == candidate
         assert len(space.encode(candidate)) == len(space.encode(space.full_candidate()))
+        # What a model-based sampler compares: the drawn parameters encode as their candidate does, whatever
+        # the widths drawn for blocks the candidate drops.
+        assert np.array_equal(space.encode_params(trial.params), space.encode(candidate))
         seen.add((candidate.precision, candidate.weight_only_bits is not None, bool(candidate.fp32_layers)))
         study.tell(trial, [0.0, 0.0])
     assert {p for p, _, _ in seen} == {"fp32", "fp16", "int8"} and (("fp32", True, False) in seen)
