@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-SAMPLERS = ("nsga2", "tpe", "gp", "random")
+SAMPLERS = ("nsga2", "surrogate", "tpe", "gp", "random")
 
 
 def _flag_check(field: str, converter: Any, text: str) -> Any:
@@ -62,7 +62,7 @@ class FitConfig:
     max_latency: tuple[str, ...] = ()
     max_size: str | None = None
     max_accuracy_drop: float | None = None
-    sampler: Literal["nsga2", "tpe", "gp", "random"] | None = None
+    sampler: Literal["nsga2", "surrogate", "tpe", "gp", "random"] | None = None
     latency_objective: Literal["per-device", "worst"] | None = None
     out: str | None = None
     storage: str | None = None

@@ -126,6 +126,11 @@ class SurrogateSampler(BaseSampler):
         self._random = RandomSampler(seed=seed)
         self._space = IntersectionSearchSpace()
 
+    @property
+    def encoder(self) -> Encoder | None:
+        """The parameters' encoding it compares trials by (``None``: the generic one)."""
+        return self._encoder
+
     def reseed_rng(self) -> None:
         self._random.reseed_rng()
 

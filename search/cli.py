@@ -104,7 +104,7 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-SAMPLER_NAMES = ("nsga2", "tpe", "gp", "random")  # devicefit.search._samplers.SAMPLERS, without importing it
+SAMPLER_NAMES = ("nsga2", "surrogate", "tpe", "gp", "random")  # devicefit.search._samplers.SAMPLERS, without importing it
 METRIC_NAMES = ("accuracy", "macro_f1")  # devicefit.evaluators._metrics.BUILTIN_METRICS, without importing it
 FINAL_EPOCHS, FINAL_QAT_EPOCHS = 30, 5  # evaluators._final.FINAL_DISTILLATION / QAT_DISTILLATION epochs, likewise
 

@@ -14,7 +14,9 @@ from devicefit.device_profiles import load_profile
 from devicefit.evaluators._final import FINAL_DISTILLATION, QAT_DISTILLATION
 from devicefit.evaluators._metrics import BUILTIN_METRICS, macro_f1, top1_accuracy
 from devicefit.search import cli
+from devicefit.search._config import SAMPLERS as CONFIG_SAMPLERS
 from devicefit.search._fit import load_run_spec
+from devicefit.search._samplers import SAMPLERS
 from devicefit.spaces._export import program_logits
 
 DEVICEFIT = [sys.executable, "-m", "devicefit.search.cli"]
@@ -25,8 +27,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*DEVICEFIT, *args], capture_output=True, text=True, timeout=600)
 
 
-def test_the_cli_knows_the_built_in_metrics_and_the_rung_3_defaults_without_importing_them() -> None:
+def test_the_cli_knows_the_built_in_metrics_samplers_and_the_rung_3_defaults_without_importing_them() -> None:
     assert cli.METRIC_NAMES == tuple(BUILTIN_METRICS)
+    assert cli.SAMPLER_NAMES == SAMPLERS == CONFIG_SAMPLERS
     assert (cli.FINAL_EPOCHS, cli.FINAL_QAT_EPOCHS) == (FINAL_DISTILLATION.epochs, QAT_DISTILLATION.epochs)
 
 

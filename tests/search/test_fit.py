@@ -169,3 +169,28 @@ def test_a_candidate_the_predictor_cannot_price_is_screened_on_a_measurement(tmp
     assert "screened on a measurement instead" in stream.getvalue()
     record = result.pareto[0].record
     assert record.latencies["host-x86"].source == "measured"
+
+
+def test_the_surrogate_sampler_compares_candidates_as_the_space_encodes_them(tmp_path, toy_task) -> None:
+    """A fit with ``--sampler surrogate`` hands the sampler the space's encoding: once the surrogates take over,
+    every proposal is a candidate not tried before (parameters that differ only in widths of dropped blocks
+    are the same candidate)."""
+    import dataclasses
+
+    from devicefit.search._surrogate import SurrogateSampler
+
+    settings = dataclasses.replace(_settings(tmp_path / "run", trials=20), sampler="surrogate")
+    (tmp_path / "run").mkdir()
+    with Fit(toy_task, settings, progress=Progress(20, quiet=True)) as fit:
+        study = fit._open(create=True)
+        assert isinstance(study.sampler, SurrogateSampler) and study.sampler.encoder is not None
+        keys = []
+        for number in range(20):  # values made up from the candidate (no training): what matters is the proposals
+            trial = study.ask()
+            candidate = fit.space.suggest(trial)
+            keys.append(candidate.key())
+            assert np.array_equal(study.sampler.encoder(trial.params), fit.space.encode(candidate))
+            values = [sum(candidate.heads) / 10 + len(candidate.layers), candidate.depth + sum(candidate.ffn) / 100]
+            study.tell(trial, values[: len(study.directions)] + [1.0] * (len(study.directions) - 2))
+    later = keys[6:]  # after the random start-up
+    assert len(set(later)) == len(later) and not set(later) & set(keys[:6])
