@@ -145,7 +145,7 @@ class SurrogateSampler(BaseSampler):
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         if not search_space or "fixed_params" in trial.system_attrs:  # an enqueued trial draws nothing
             return {}
-        trials = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         done = [t for t in trials if all(name in t.params for name in search_space)]
         if len(done) < self._startup:
             return {}
@@ -169,8 +169,7 @@ class SurrogateSampler(BaseSampler):
         feasible = np.all(violations <= 0, axis=1) if violations.size else np.ones(len(done), dtype=bool)
 
         tried = {_fingerprint(v) for v in x}
-        others = study._get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.PRUNED, TrialState.FAIL),
-                                   use_cache=True)
+        others = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.PRUNED, TrialState.FAIL))
         for other in others:  # being tried by another worker, or known not to build
             if all(name in other.params for name in space):
                 tried.add(_fingerprint(self._encode(other.params, space)))
