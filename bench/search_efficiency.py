@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from devicefit.search._hypervolume import hypervolume
-from devicefit.search._samplers import DEFAULT_SAMPLER, make_sampler, nsga2_population
+from devicefit.search._samplers import DEFAULT_SAMPLER, make_sampler, nsga2_population, warm_start_for
 
 DEVICE = "sd865-cpu-4t"
 BASELINE = "random"
@@ -226,7 +226,7 @@ def run_search(
                                encoder=space.encode_params)  # type: ignore[attr-defined]
     study = optuna.create_study(directions=list(directions), sampler=sampler)
     if warm_start:
-        for candidate in space.warm_start()[:trials]:  # type: ignore[attr-defined]
+        for candidate in warm_start_for(sampler_name, space.warm_start())[:trials]:  # type: ignore[attr-defined]
             study.enqueue_trial(space.params_for(candidate), skip_if_exists=True)  # type: ignore[attr-defined]
     points: list[list[float]] = []
     for _ in range(trials):

@@ -36,7 +36,7 @@ from devicefit.search._outputs import OutputSummary, write_outputs
 from devicefit.search._progress import Progress
 from devicefit.search._records import RECORD_ATTR, Objective, TrialRecord, objectives_for
 from devicefit.search._screening import SCREEN_ATTR, LadderSettings, latency_margin, objective_margins, screen
-from devicefit.search._samplers import DEFAULT_SAMPLER, describe_sampler, make_sampler
+from devicefit.search._samplers import DEFAULT_SAMPLER, describe_sampler, make_sampler, warm_start_for
 from devicefit.search._study import (
     WORKER_ATTR,
     Heartbeat,
@@ -423,7 +423,7 @@ class Fit:
                 f"resuming study '{s.study_name}': {already} trials finished, {interrupted} interrupted (not counted)"
             )
         else:
-            for candidate in self.space.warm_start()[: s.trials]:
+            for candidate in warm_start_for(s.sampler, self.space.warm_start())[: s.trials]:
                 study.enqueue_trial(self.space.params_for(candidate), skip_if_exists=True)
         stopped_by_time = self._trials_until_done(study)
         self._wait_for_other_workers(study)
