@@ -9,6 +9,8 @@ T = TypeVar("T")
 
 SAMPLERS: tuple[str, ...] = ("nsga2", "surrogate", "tpe", "gp", "random")
 DEFAULT_SAMPLER = "nsga2"
+#: Completed trials before the surrogate sampler's Gaussian processes take over (warm-start points count).
+SURROGATE_STARTUP = 6
 
 
 class UnknownSamplerError(ValueError):
@@ -26,14 +28,15 @@ def nsga2_population(trials: int) -> int:
 def warm_start_for(name: str, starts: Sequence[T]) -> list[T]:
     """The warm-start points (the space's, most informative first) that a run with sampler ``name`` enqueues.
 
-    ``surrogate`` takes the first half (at least the teacher): the teacher and the shallow half of the depth
-    and precision grid. Its optimism where it is uncertain explores the rest, and each grid point it does not
-    need is a trial spent where the front can still move. Replayed on the ``bench/search_efficiency.py`` cache,
+    ``surrogate`` takes the first half, and at least its :data:`SURROGATE_STARTUP` trials (where one precision is
+    searched, that is the whole start): the teacher and the shallow half of the depth and precision grid. Its
+    optimism where it is uncertain explores the rest, and each grid point it does not need is a trial spent
+    where the front can still move. Replayed on the ``bench/search_efficiency.py`` cache,
     the whole 15-point grid took it to 95% of the reference in 24-26 trials, the first 7 points in 14-25.
     Every other sampler takes them all: they have no model to cover the range with.
     """
     if name == "surrogate":
-        return list(starts[: max(1, len(starts) // 2)])
+        return list(starts[: max(SURROGATE_STARTUP, len(starts) // 2)])
     return list(starts)
 
 
@@ -78,7 +81,7 @@ def make_sampler(name: str, *, seed: int, trials: int, encoder: Callable[[dict[s
     if name == "surrogate":
         from devicefit.search._surrogate import SurrogateSampler
 
-        return SurrogateSampler(seed=seed, encoder=encoder)
+        return SurrogateSampler(seed=seed, encoder=encoder, startup_trials=SURROGATE_STARTUP)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(trials), multivariate=True)
     if name == "gp":

@@ -5,7 +5,7 @@ import pytest
 
 from devicefit.evaluators._types import LatencyResult
 from devicefit.search._budget import Budget, feasible, memory_violations, parse_duration_seconds, parse_latency_budget
-from devicefit.search._samplers import SAMPLERS, make_sampler, nsga2_population
+from devicefit.search._samplers import SAMPLERS, make_sampler, nsga2_population, warm_start_for
 
 
 @pytest.mark.parametrize(
@@ -84,3 +84,11 @@ def test_a_device_memory_limit_becomes_a_constraint_only_where_memory_was_measur
         "npu": result("npu", None, 400),      # no memory figure (e.g. predicted)
     }
     assert memory_violations(latencies) == {"memory_bytes:phone": 0.5, "memory_bytes:board": -0.75}
+
+
+def test_the_surrogate_starts_from_the_first_half_of_the_warm_start_and_the_others_from_all_of_it() -> None:
+    starts = [f"point{i}" for i in range(15)]  # the teacher first, then the grid, shallowest first
+    assert warm_start_for("surrogate", starts) == starts[:7]
+    assert warm_start_for("surrogate", starts[:10]) == starts[:6]  # never fewer than its start-up trials
+    assert warm_start_for("surrogate", starts[:4]) == starts[:4]
+    assert warm_start_for("nsga2", starts) == warm_start_for("random", starts) == starts
