@@ -1,4 +1,4 @@
-"""How fast each sampler finds the front: hypervolume after N trials, NSGA-II, TPE, GP and random.
+"""How fast each sampler finds the front: hypervolume after N trials, surrogate, NSGA-II, TPE, GP and random.
 
 Each sampler searches the digits-ViT example's space for a phone whose latency is *predicted* by its device
 profile (``sd865-cpu-4t``: no phone here, and prediction keeps a trial to a few seconds), with the same
@@ -7,13 +7,13 @@ as ``devicefit fit`` evaluates it during the search (materialize, the search's a
 precision, Paddle Lite conversion, predicted latency); its objective values are cached by candidate key, so
 a candidate that several runs reach is built once (a run's trajectory is unaffected: the values are the same).
 
-    .venv/bin/python bench/search_efficiency.py [--trials 40] [--seeds 3] [--samplers nsga2,tpe,gp,random]
+    .venv/bin/python bench/search_efficiency.py [--trials 40] [--seeds 3] [--samplers surrogate,nsga2,tpe,gp,random]
 
 Reference: the hypervolume of the front of *every* point evaluated in this invocation (all samplers and
 seeds: the best front known), with the reference point at accuracy 0, and 1.1 x the teacher's latency and
 size. ``trials_to_95`` is the first trial after which a run's hypervolume reaches 95% of it; the median over
 seeds is reported (a run that never reaches it counts as ``trials + 1``, and the figure is printed ``>N``).
-Every run starts like ``devicefit fit`` does (the space's warm-start points are enqueued first), except the
+Every run starts like ``devicefit fit`` does (the warm-start points that sampler takes are enqueued first), except the
 ``random`` baseline, which is plain random search; ``random+warm`` (random with the warm start) is printed
 for comparison.
 
@@ -21,7 +21,7 @@ for comparison.
 profile's version, the rung's epochs and the objectives) and reuses them in later invocations, which may run
 at the same time; the reference front then also holds every candidate FILE has seen. ``--render JSON...``
 prints the table and RESULT line again from ``--json`` files without running anything (several files: every
-history against the largest of their references).
+history against the largest of their references; a run repeated identically is printed once).
 
 ``--rescore-seeds K`` builds every member of the reference front again with fine-tune seeds 1..K-1 and prints
 how much of the reference hypervolume the front keeps when its accuracies are those of another seed (or their
@@ -343,7 +343,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=40, help="trials per run (default: 40)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per sampler (default: 3)")
-    parser.add_argument("--samplers", default="nsga2,tpe,gp,random,random+warm",
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST..FIRST+SEEDS-1 (default: 0): other "
+                        "seeds check a figure on runs it was not chosen on")
+    parser.add_argument("--samplers", default="surrogate,nsga2,tpe,gp,random,random+warm",
                         help="comma-separated; nsga2:pop=N,mut=P is NSGA-II with population N and mutation probability P, "
                         "nsga3 is NSGA-III (experiments)")
     parser.add_argument("--epochs", type=int, default=None, help="accuracy rung epochs (default: the search's)")
@@ -363,6 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         histories: dict[str, list[list[float]]] = {}
         for path, one in zip(args.render, saved):
             for name, runs in one["histories"].items():
+                if histories.get(name) == runs:
+                    continue  # the same runs again (a cached sampler in a later invocation): printed once
                 histories[name if name not in histories else f"{name}@{path.stem}"] = runs
         trials = min(len(runs[0]) for runs in histories.values())
         histories = {name: [h[:trials] for h in runs] for name, runs in histories.items()}
@@ -389,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               flush=True)
         runs: dict[str, list[list[list[float]]]] = {name: [] for name in samplers}
         run_keys: dict[str, list[list[str]]] = {name: [] for name in samplers}
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for name in samplers:
                 t0 = time.monotonic()
                 run_keys[name].append([])

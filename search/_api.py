@@ -92,7 +92,7 @@ def fit(
     out: str | Path = "runs/fit",
     seed: int = 0,
     epochs: int | None = None,
-    sampler: str = "nsga2",
+    sampler: str = "surrogate",
     budget: Any | None = None,
     time_seconds: float | None = None,
     latency_objective: str = "per-device",
@@ -124,7 +124,7 @@ def fit(
         seed: Seed of the sampler and the fine-tunes.
         epochs: Distillation epochs per candidate (default: the default accuracy rung's,
             ``evaluators._accuracy.DEFAULT_DISTILLATION``).
-        sampler: ``nsga2``, ``surrogate``, ``tpe``, ``gp`` or ``random``.
+        sampler: ``surrogate`` (the default), ``nsga2``, ``tpe``, ``gp`` or ``random``.
         budget: A :class:`~devicefit.search._budget.Budget`.
         time_seconds: Wall-clock budget.
         latency_objective: ``per-device`` or ``worst``.

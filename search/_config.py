@@ -12,7 +12,7 @@ of ``--predict``)::
     max_latency: ["host-x86=0.4ms"]
     max_size: 2MB
     max_accuracy_drop: 1.5
-    sampler: nsga2
+    sampler: surrogate
     space: {min_depth: 2, precisions: [fp32, int8]}   # devicefit.spaces.SpaceBounds; --space flags win per key
     metric: macro_f1                     # accuracy (top-1, the default) or macro_f1
     final: true                          # rung 3 on the Pareto members after the search

@@ -71,7 +71,7 @@ class FitSettings:
         seed: Seeds the sampler, the fine-tunes and the calibration batch.
         study_name: Name of the Optuna study inside the storage.
         storage: Optuna storage URL; ``None`` is the SQLite file ``<out>/study.db``.
-        sampler: ``nsga2``, ``surrogate``, ``tpe``, ``gp`` or ``random``.
+        sampler: ``surrogate`` (the default), ``nsga2``, ``tpe``, ``gp`` or ``random``.
         budget: Limits a deployable candidate must meet (Optuna constraints).
         time_seconds: Wall-clock budget: no trial starts that would likely end after it.
         latency_objective: ``per-device`` (one objective per device) or ``worst`` (the slowest device).

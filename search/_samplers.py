@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 SAMPLERS: tuple[str, ...] = ("nsga2", "surrogate", "tpe", "gp", "random")
-DEFAULT_SAMPLER = "nsga2"
+DEFAULT_SAMPLER = "surrogate"
 #: Completed trials before the surrogate sampler's Gaussian processes take over (warm-start points count).
 SURROGATE_STARTUP = 6
 
@@ -65,7 +65,7 @@ def make_sampler(name: str, *, seed: int, trials: int, encoder: Callable[[dict[s
     NSGA-II, TPE and GP read; random sampling ignores them.
 
     Args:
-        name: ``nsga2`` (default), ``surrogate``, ``tpe``, ``gp`` or ``random``.
+        name: ``surrogate`` (default), ``nsga2``, ``tpe``, ``gp`` or ``random``.
         seed: Sampler seed.
         trials: The run's trial budget (sets population and start-up sizes).
         encoder: Parameters -> feature vector, for ``surrogate`` (the search space's encoding); ``None``: a

@@ -105,6 +105,7 @@ def _duration(text: str) -> float:
 
 
 SAMPLER_NAMES = ("nsga2", "surrogate", "tpe", "gp", "random")  # devicefit.search._samplers.SAMPLERS, without importing it
+DEFAULT_SAMPLER_NAME = "surrogate"  # devicefit.search._samplers.DEFAULT_SAMPLER, likewise
 METRIC_NAMES = ("accuracy", "macro_f1")  # devicefit.evaluators._metrics.BUILTIN_METRICS, without importing it
 FINAL_EPOCHS, FINAL_QAT_EPOCHS = 30, 5  # evaluators._final.FINAL_DISTILLATION / QAT_DISTILLATION epochs, likewise
 
@@ -149,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--max-size", type=_size_bytes, metavar="SIZE", help="size budget of the deployed model, e.g. 2MB")
     fit.add_argument("--max-accuracy-drop", type=_accuracy_points, metavar="POINTS",
                      help="largest accuracy loss against the teacher, in points (1.5 = 1.5 percent points)")
-    fit.add_argument("--sampler", choices=SAMPLER_NAMES, default="nsga2", help="search strategy (default: nsga2)")
+    fit.add_argument("--sampler", choices=SAMPLER_NAMES, default=DEFAULT_SAMPLER_NAME,
+                     help=f"search strategy (default: {DEFAULT_SAMPLER_NAME})")
     fit.add_argument("--space", action="append", metavar="KEY=VALUE", dest="space",
                      help="narrow or widen the search space, e.g. min_depth=2, search_heads=false, "
                      "precisions=fp32,int8, sparsities=0,0.5, max_fp32_layers=1; repeatable (keys: "

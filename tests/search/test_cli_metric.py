@@ -16,7 +16,7 @@ from devicefit.evaluators._metrics import BUILTIN_METRICS, macro_f1, top1_accura
 from devicefit.search import cli
 from devicefit.search._config import SAMPLERS as CONFIG_SAMPLERS
 from devicefit.search._fit import load_run_spec
-from devicefit.search._samplers import SAMPLERS
+from devicefit.search._samplers import DEFAULT_SAMPLER, SAMPLERS
 from devicefit.spaces._export import program_logits
 
 DEVICEFIT = [sys.executable, "-m", "devicefit.search.cli"]
@@ -29,7 +29,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_cli_knows_the_built_in_metrics_samplers_and_the_rung_3_defaults_without_importing_them() -> None:
     assert cli.METRIC_NAMES == tuple(BUILTIN_METRICS)
-    assert cli.SAMPLER_NAMES == SAMPLERS == CONFIG_SAMPLERS
+    assert cli.SAMPLER_NAMES == SAMPLERS == CONFIG_SAMPLERS and cli.DEFAULT_SAMPLER_NAME == DEFAULT_SAMPLER
     assert (cli.FINAL_EPOCHS, cli.FINAL_QAT_EPOCHS) == (FINAL_DISTILLATION.epochs, QAT_DISTILLATION.epochs)
 
 
