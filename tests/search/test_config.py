@@ -29,7 +29,7 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("seed: 1\n\ntrials: 0\n", 3, "key 'trials': trials expected a positive whole number, got 0"),
         ("time: soon\n", 1, "key 'time': time expected a duration such as 90s"),
         ("max_size: 2 parsecs\n", 1, "key 'max_size': max_size expected a size such as 2MB"),
-        ("sampler: annealing\n", 1, "key 'sampler' must be one of 'nsga2', 'tpe', 'gp', 'random'"),
+        ("sampler: annealing\n", 1, "key 'sampler' must be one of 'nsga2', 'surrogate', 'tpe', 'gp', 'random'"),
         ("devices: host-x86\n", 1, "key 'devices' must be a list"),
         ("model: m.py:f\nexample: digits-vit\n", 1, "model and example cannot both be given"),
     ],
