@@ -255,7 +255,8 @@ def test_a_conv_bias_add_and_the_patch_transpose_have_their_own_code_paths() -> 
     program = infer_shapes(_patch_embedding_program(), [Tensor((1, 1, 8, 8))])
     features = [kernel_features(k) for k in program.kernels]
     keys = [f.key for f in features]
-    conv_bias, bias = features[keys.index("arm/elementwise_add.bcast_inner/fp32")], features[keys.index("arm/elementwise_add.bcast/fp32")]
+    conv_bias = features[keys.index("arm/elementwise_add.bcast_inner/fp32")]
+    bias = features[keys.index("arm/elementwise_add.bcast/fp32")]
     # [1, 64, 4, 4] + [1, 64, 1, 1]: one scalar added to each of 64 runs of 16 elements
     assert conv_bias.slices == 64 and conv_bias.mflop == pytest.approx(64 * 16 / 1e6)
     # [1, 16, 64] + [64]: one vector add per row, 16 rows
@@ -269,7 +270,8 @@ def test_a_profile_without_the_new_variants_prices_them_by_the_variant_that_pric
     program = infer_shapes(_patch_embedding_program(), [Tensor((1, 1, 8, 8))])
     kernels = {"host/feed/any": KernelCost(), "host/fetch/any": KernelCost(), "host/reshape2/any": KernelCost(),
                "arm/conv2d/fp32": KernelCost(call_us=1.0), "arm/elementwise_add.bcast/fp32": KernelCost(slice_us=0.5),
-               "arm/transpose2/fp32": KernelCost(call_us=2.0), "arm/elementwise_add.same/fp32": KernelCost(call_us=99.0)}
+               "arm/transpose2/fp32": KernelCost(call_us=2.0),
+               "arm/elementwise_add.same/fp32": KernelCost(call_us=99.0)}
     prediction = predict_latency(program, PredictorParams(provenance=PROVENANCE, kernels=kernels))
     assert prediction.stand_ins == {"arm/elementwise_add.bcast_inner/fp32": "arm/elementwise_add.bcast/fp32",
                                     "arm/transpose2.inner/fp32": "arm/transpose2/fp32"}
