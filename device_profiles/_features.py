@@ -6,7 +6,8 @@ of one op type, see :func:`kernel_variant`), and six features:
 
 * ``calls``: 1 (the fixed cost of launching the kernel);
 * ``slices``: how many independent inner problems the kernel loops over: GEMMs of a batched matmul,
-  rows of a softmax or layer norm, repetitions of the smaller operand of a broadcast elementwise op,
+  rows of a softmax or layer norm, repetitions of the smaller operand of a broadcast elementwise op (or,
+  where that operand is constant along the innermost axis, the runs it is added to: C of a conv bias),
   groups of a convolution, rows gathered by a lookup; 1 for the rest;
 * ``mflop``: arithmetic, in millions of floating-point (or integer) operations: ``2*M*K*N`` for GEMMs,
   a per-element count for the rest (documented below per family);
@@ -86,14 +87,62 @@ def kernel_variant(kernel: ShapedKernel) -> str:
 
     * ``matmul``/``matmul_v2``/``mul``: ``weights`` when the right operand is a weight (a linear layer that
       the target did not fuse into ``fc``), ``act`` when both operands are activations (attention).
-    * elementwise ops: ``same`` when both operands have one shape, ``bcast`` when one is broadcast.
+    * elementwise ops: ``same`` when both operands have one shape; ``bcast`` when the smaller one is repeated
+      along the leading axes (a linear layer's bias, ``[M, N] + [N]``: one vector add per row);
+      ``bcast_inner`` when it is constant along the innermost axis (a convolution's bias, ``[1, C, H, W] +
+      [1, C, 1, 1]``: one scalar added to each of C runs of H*W elements, another loop than a row add).
+    * ``transpose``/``transpose2``: ``inner`` when the permutation moves the innermost axis (the patch
+      embedding's ``[1, C, HW] -> [1, HW, C]``: every element is gathered with a stride), ``""`` when the
+      innermost axis stays (the attention's head split moves whole rows).
     """
     op = kernel.type
     if op in ("matmul", "matmul_v2", "mul") and "Y" in kernel.inputs:
         return "weights" if kernel.input("Y").persistable else "act"
     if (op.startswith("elementwise_") or op.startswith("fusion_elementwise_")) and "Y" in kernel.inputs:
-        return "same" if kernel.input("X").shape == kernel.input("Y").shape else "bcast"
+        if kernel.input("X").shape == kernel.input("Y").shape:
+            return "same"
+        return "bcast_inner" if _inner_run(kernel) > 1 else "bcast"
+    if op in ("transpose", "transpose2") and _moves_innermost(kernel):
+        return "inner"
     return ""
+
+
+def _aligned(kernel: ShapedKernel) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(output shape, the smaller operand's shape aligned to it) of a broadcast elementwise kernel: Paddle aligns
+    Y at the ``axis`` attribute of X (right-aligned when -1)."""
+    x, y = kernel.input("X").shape, kernel.input("Y").shape
+    out = kernel.output("Out").shape
+    small, large = (y, x) if math.prod(y) <= math.prod(x) else (x, y)
+    axis = int(kernel.attrs.get("axis", -1) if kernel.attrs.get("axis") is not None else -1)
+    if small is y and axis != -1 and len(y) < len(x):
+        start = axis + len(x) if axis < 0 else axis
+        small = (1,) * start + small + (1,) * (len(x) - start - len(small))
+    small = (1,) * (len(out) - len(small)) + tuple(small)
+    return tuple(out), small[-len(out):] if out else small
+
+
+def _inner_run(kernel: ShapedKernel) -> int:
+    """Elements of the innermost run over which the smaller operand of a broadcast elementwise kernel is
+    constant (1 when it varies along the innermost axis, as a linear layer's bias does). A one-element operand
+    (a scalar) counts as 1: its loop is the plain broadcast one."""
+    out, small = _aligned(kernel)
+    if math.prod(small) <= 1:
+        return 1
+    run = 1
+    for o, s in zip(reversed(out), reversed(small)):
+        if s != 1:
+            break
+        run *= o
+    return run
+
+
+def _moves_innermost(kernel: ShapedKernel) -> bool:
+    """Whether a transpose moves the innermost axis of its input that has more than one element."""
+    shape = kernel.input("X").shape
+    perm = [int(a) % max(1, len(shape)) for a in (kernel.attrs.get("axis") or ())]
+    kept = [a for a in perm if shape[a] > 1]
+    real = [a for a in range(len(shape)) if shape[a] > 1]
+    return bool(real) and bool(kept) and kept[-1] != real[-1]
 
 
 def cost_key(kernel: ShapedKernel) -> str:
@@ -163,7 +212,10 @@ def kernel_features(kernel: ShapedKernel) -> KernelFeatures:
         x, y = kernel.input("X"), kernel.input("Y")
         out = kernel.output("Out").numel
         smaller = max(1, min(x.numel, y.numel))
-        slices = float(out // smaller)
+        # a row add per repetition of the smaller operand; a scalar add per run where it is constant along the
+        # innermost axis (see kernel_variant)
+        run = _inner_run(kernel) if x.shape != y.shape else 1
+        slices = float(out // run) if run > 1 else float(out // smaller)
         flops = (2.0 if op.startswith("fusion_") else 1.0) * out
     elif op in ("lookup_table", "lookup_table_v2"):
         slices = float(kernel.input("Ids").numel)

@@ -62,6 +62,11 @@ STAND_IN_OPS: Mapping[str, tuple[str, ...]] = {
     "squeeze2": ("reshape2", "reshape"),
     "flatten_contiguous_range": ("reshape2", "reshape"),
 }
+#: Variants of :func:`~devicefit.device_profiles._features.kernel_variant` that profiles made before them do not
+#: have -> the variant that priced those kernels then (a convolution's bias add was an ``elementwise_add.bcast``,
+#: the patch embedding's transpose a ``transpose2``): such a profile still prices them (with today's features),
+#: and names the stand-in.
+VARIANT_STAND_INS: Mapping[str, str] = {"bcast_inner": "bcast", "inner": ""}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,7 +262,8 @@ class PredictorParams:
         return {key for key in keys if key not in self.kernels}
 
     def stand_in(self, key: str) -> str | None:
-        """The key whose coefficients price ``key`` when it has none of its own (see :data:`STAND_IN_OPS`).
+        """The key whose coefficients price ``key`` when it has none of its own (see :data:`STAND_IN_OPS` and
+        :data:`VARIANT_STAND_INS`).
 
         The same target and precision first, then the same target at another precision (``any`` and ``fp32``
         first). None when ``key`` has coefficients, is not a stand-in op, or no stand-in is in the table.
@@ -265,7 +271,11 @@ class PredictorParams:
         if key in self.kernels:
             return None
         target, op, precision = key.split("/")
-        for other in STAND_IN_OPS.get(op, ()):
+        base, _, variant = op.partition(".")
+        others = STAND_IN_OPS.get(op, ())
+        if variant in VARIANT_STAND_INS:
+            others = (f"{base}.{VARIANT_STAND_INS[variant]}".rstrip("."),)
+        for other in others:
             same_target = sorted(
                 (k for k in self.kernels if k.startswith(f"{target}/{other}/")),
                 key=lambda k: (k.rsplit("/", 1)[1] != precision, k.rsplit("/", 1)[1] not in ("any", "fp32"), k),

@@ -39,6 +39,7 @@ from devicefit.device_profiles._calibrate import (
 from devicefit.device_profiles._cli import ProfileCommandError, run_calibrate, runner_for
 from devicefit.device_profiles._features import kernel_features
 from devicefit.device_profiles._shapes import Tensor, infer_shapes
+from devicefit.device_profiles._probes import EncoderSpec
 from devicefit.evaluators._adb import AdbRunner
 from devicefit.evaluators._errors import DeviceCommandError, DeviceGoneError
 from devicefit.evaluators._host import HostRunner
@@ -58,7 +59,8 @@ from devicefit.evaluators._ssh import SshRunner
 from devicefit.evaluators._stats import BlockTiming
 from tests.fakes.devices import make_fake_phone, write_script
 
-TINY_PLAN = CalibrationPlan(probes_per_kind=1, gemm_probes=2, encoders=2, encoder_hidden=(32,), small_encoders=0, folds=2,
+TINY_PLAN = CalibrationPlan(probes_per_kind=1, gemm_probes=2, encoders=2, encoder_hidden=(32,), small_encoders=0,
+                            wide_encoders=0, folds=2,
                             probe_kinds=("linear", "linear_relu", "matmul_qk", "softmax", "layer_norm", "gelu"))
 PHONE = DeviceProfile(id="fake-phone", name="A stand-in phone", soc="none", unit="cpu", places="arm",
                       reach=Reach(kind="adb", serial="FAKE0001"), threads=4)
@@ -217,7 +219,8 @@ def test_calibrate_times_a_phone_through_the_fake_adb(tmp_path, monkeypatch) -> 
     phone.benchmark_bin = recorder
     profile_file = phone.write_profile(tmp_path / "fake-phone.yaml")  # places x86: the fake runs x86 kernels
     monkeypatch.setenv("DEVICEFIT_ADB", str(phone.adb))
-    plan = CalibrationPlan(probes_per_kind=1, gemm_probes=1, encoders=2, encoder_hidden=(32,), small_encoders=0, folds=2,
+    plan = CalibrationPlan(probes_per_kind=1, gemm_probes=1, encoders=2, encoder_hidden=(32,), small_encoders=0,
+                           wide_encoders=0, folds=2,
                            probe_kinds=("linear", "softmax", "add"))
     visits = protocol_for(load_profile_file(profile_file)).visits
     assert visits == 3  # a phone: few visits, each a round trip
@@ -306,7 +309,7 @@ def test_whole_models_get_more_runs_per_visit_than_probes() -> None:
 
 
 def test_the_sweep_has_small_deep_encoders_of_their_own_stream() -> None:
-    plan = CalibrationPlan()
+    plan = CalibrationPlan(wide_encoders=0)
     specs = plan_specs(plan)
     names = [s.name for _, s in specs]
     assert len(names) == len(set(names))
@@ -320,6 +323,25 @@ def test_the_sweep_has_small_deep_encoders_of_their_own_stream() -> None:
     assert tokens <= {8, 16, 32, 5, 17}
     with pytest.raises(ValueError):
         CalibrationPlan(small_encoders=4, small_hidden=())
+
+
+def test_the_sweep_has_wide_encoders_of_their_own_stream_and_none_of_the_bench_s_held_out_widths() -> None:
+    plan = CalibrationPlan()
+    specs = plan_specs(plan)
+    names = [s.name for _, s in specs]
+    assert len(names) == len(set(names))
+    without = plan_specs(dataclasses.replace(plan, wide_encoders=0))
+    assert specs[: len(without)] == without  # adding them left the rest of the sweep as it was
+    wide = [s for _, s in specs[len(without):]]
+    assert len(wide) == plan.wide_encoders and all(g == "model" for g, _ in specs[len(without):])
+    assert {s.hidden for s in wide} == set(plan.wide_hidden)  # both widths drawn
+    assert min(s.hidden for s in wide) > max(plan.encoder_hidden)
+    assert all(s.layers <= plan.wide_max_layers for s in wide)
+    assert {s.family for s in wide} == {"vit", "bert"}
+    # bench/predictor_accuracy.py holds out widths 48/80/112/160/224/320: the sweep must not use them
+    assert not {s.hidden for _, s in specs if isinstance(s, EncoderSpec)} & {48, 80, 112, 160, 224, 320}
+    with pytest.raises(ValueError):
+        CalibrationPlan(wide_encoders=4, wide_hidden=())
 
 
 def test_one_misread_run_cannot_set_a_block_s_latency() -> None:

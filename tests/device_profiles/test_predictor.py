@@ -228,3 +228,56 @@ def test_int8_conversions_are_priced_as_a_scale_of_their_target() -> None:
     prediction = predict_latency(program, PredictorParams(provenance=PROVENANCE, kernels=kernels))
     assert prediction.stand_ins == {"arm/calib/int8": "arm/scale/fp32"}
     assert prediction.kernels_ms["arm/calib/int8"] == pytest.approx((1.0 + 500.0 * 2 * 16 * 64 / 1e6) / 1000)
+
+
+def _patch_embedding_program() -> KernelProgram:
+    """A ViT front end as opt leaves it: conv2d, its bias reshaped to [1, C, 1, 1] and added, the patches
+    flattened and transposed to tokens, a linear layer's bias add, and an attention head split."""
+    ops = (
+        op("feed", "feed/def/1/4/2", {"X": ["feed"]}, {"Out": ["x"]}, col=0),
+        op("conv2d", "conv2d/def/4/1/1", {"Input": ["x"], "Filter": ["w"]}, {"Output": ["c"]},
+           strides=(2, 2), paddings=(0, 0), dilations=(1, 1), groups=1),
+        op("reshape2", "reshape2/def/1/4/2", {"X": ["b"]}, {"Out": ["b4"], "XShape": ["bs"]}, shape=(1, 64, 1, 1)),
+        op("elementwise_add", "elementwise_add/def/4/1/1", {"X": ["c"], "Y": ["b4"]}, {"Out": ["t"]}, axis=-1),
+        op("reshape2", "reshape2/def/1/4/2", {"X": ["t"]}, {"Out": ["p"], "XShape": ["ps"]}, shape=(0, 64, -1)),
+        op("transpose2", "transpose2/def/4/1/1", {"X": ["p"]}, {"Out": ["tok"], "XShape": ["ts"]}, axis=(0, 2, 1)),
+        op("elementwise_add", "elementwise_add/def/4/1/1", {"X": ["tok"], "Y": ["lb"]}, {"Out": ["y"]}, axis=-1),
+        op("reshape2", "reshape2/def/1/4/2", {"X": ["y"]}, {"Out": ["h"], "XShape": ["hs"]}, shape=(0, 0, 4, 16)),
+        op("transpose2", "transpose2/def/4/1/1", {"X": ["h"]}, {"Out": ["q"], "XShape": ["qs"]}, axis=(0, 2, 1, 3)),
+        op("fetch", "fetch/def/1/4/2", {"X": ["q"]}, {"Out": ["fetch"]}, col=0),
+    )
+    weights = {"w": PersistableVar((64, 1, 2, 2), "float32"), "b": PersistableVar((64,), "float32"),
+               "lb": PersistableVar((64,), "float32")}
+    return KernelProgram(ops, MappingProxyType(weights))
+
+
+def test_a_conv_bias_add_and_the_patch_transpose_have_their_own_code_paths() -> None:
+    program = infer_shapes(_patch_embedding_program(), [Tensor((1, 1, 8, 8))])
+    features = [kernel_features(k) for k in program.kernels]
+    keys = [f.key for f in features]
+    conv_bias = features[keys.index("arm/elementwise_add.bcast_inner/fp32")]
+    bias = features[keys.index("arm/elementwise_add.bcast/fp32")]
+    # [1, 64, 4, 4] + [1, 64, 1, 1]: one scalar added to each of 64 runs of 16 elements
+    assert conv_bias.slices == 64 and conv_bias.mflop == pytest.approx(64 * 16 / 1e6)
+    # [1, 16, 64] + [64]: one vector add per row, 16 rows
+    assert bias.slices == 16
+    # the patch transpose gathers every element; the head split moves rows of 16: not one code path
+    assert "arm/transpose2.inner/fp32" in keys and keys.count("arm/transpose2/fp32") == 1
+    assert program.kernels[keys.index("arm/transpose2/fp32")].attrs["axis"] == (0, 2, 1, 3)
+
+
+def test_a_profile_without_the_new_variants_prices_them_by_the_variant_that_priced_them_before() -> None:
+    program = infer_shapes(_patch_embedding_program(), [Tensor((1, 1, 8, 8))])
+    kernels = {"host/feed/any": KernelCost(), "host/fetch/any": KernelCost(), "host/reshape2/any": KernelCost(),
+               "arm/conv2d/fp32": KernelCost(call_us=1.0), "arm/elementwise_add.bcast/fp32": KernelCost(slice_us=0.5),
+               "arm/transpose2/fp32": KernelCost(call_us=2.0),
+               "arm/elementwise_add.same/fp32": KernelCost(call_us=99.0)}
+    prediction = predict_latency(program, PredictorParams(provenance=PROVENANCE, kernels=kernels))
+    assert prediction.stand_ins == {"arm/elementwise_add.bcast_inner/fp32": "arm/elementwise_add.bcast/fp32",
+                                    "arm/transpose2.inner/fp32": "arm/transpose2/fp32"}
+    assert prediction.kernels_ms["arm/elementwise_add.bcast_inner/fp32"] == pytest.approx(0.5 * 64 / 1000)
+    # a profile that has them uses its own
+    own = {**kernels, "arm/elementwise_add.bcast_inner/fp32": KernelCost(call_us=3.0),
+           "arm/transpose2.inner/fp32": KernelCost(call_us=4.0)}
+    prediction = predict_latency(program, PredictorParams(provenance=PROVENANCE, kernels=own))
+    assert prediction.stand_ins == {} and prediction.kernels_ms["arm/transpose2.inner/fp32"] == pytest.approx(0.004)

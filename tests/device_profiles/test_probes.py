@@ -76,7 +76,8 @@ def _probe_kinds(specs: list[tuple[str, ProbeSpec | EncoderSpec]]) -> list[str]:
 
 
 def test_int8_probes_are_in_the_sweep_only_of_devices_that_run_int8() -> None:
-    plan = CalibrationPlan(probes_per_kind=1, gemm_probes=0, encoders=2, encoder_hidden=(32,), small_encoders=0, folds=2,
+    plan = CalibrationPlan(probes_per_kind=1, gemm_probes=0, encoders=2, encoder_hidden=(32,), small_encoders=0,
+                           wide_encoders=0, folds=2,
                            probe_kinds=("linear", *INT8_KINDS, *DATA_MOVEMENT_KINDS))
     assert _probe_kinds(device_specs(plan, load_profile("sd865-cpu-4t"))) == _probe_kinds(plan_specs(plan))
     host = _probe_kinds(device_specs(plan, load_profile("host-x86")))
@@ -90,7 +91,8 @@ def test_int8_probes_are_in_the_sweep_only_of_devices_that_run_int8() -> None:
 
 def test_a_phone_calibrated_with_int8_probes_prices_calib_and_int8_gemms_itself(tmp_path, lite) -> None:
     phone = dataclasses.replace(PHONE, precisions=("fp32", "int8"))
-    plan = CalibrationPlan(probes_per_kind=2, gemm_probes=0, encoders=2, encoder_hidden=(32,), small_encoders=0, folds=2,
+    plan = CalibrationPlan(probes_per_kind=2, gemm_probes=0, encoders=2, encoder_hidden=(32,), small_encoders=0,
+                           wide_encoders=0, folds=2,
                            probe_kinds=("linear", *INT8_KINDS))
     protocol = TimingProtocol(visits=1, min_runs=3, max_runs=3)
     calibration = calibrate(phone, runner=TrueCostRunner(seed=0), worker=lite, work_dir=tmp_path / "work", plan=plan,

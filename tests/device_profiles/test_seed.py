@@ -82,6 +82,15 @@ def test_device_kernels_take_scaled_host_costs_of_their_equivalent() -> None:
     assert fc.mflop_us == pytest.approx(20.0) and fc.call_us == pytest.approx(0.5 + 2.0)
     assert fc.shape_factors == HOST.kernels["x86/matmul_v2.weights/fp32"].shape_factors and fc.models == 0
     assert host_key("opencl/layout/any", {"x86/transpose2/fp32"}) == "x86/transpose2/fp32"
+    # a conv bias add / patch transpose is seeded from the host's own variant, or, from a host calibrated before
+    # the variant existed, from the one that priced it then
+    old_host = {"x86/elementwise_add.bcast/fp32", "x86/transpose2/fp32"}
+    assert host_key("arm/elementwise_add.bcast_inner/fp32", old_host) == "x86/elementwise_add.bcast/fp32"
+    assert host_key("arm/transpose2.inner/fp16", old_host) == "x86/transpose2/fp32"
+    new_host = old_host | {"x86/elementwise_add.bcast_inner/fp32", "x86/transpose2.inner/fp32"}
+    assert host_key("arm/elementwise_add.bcast_inner/fp32", new_host) == "x86/elementwise_add.bcast_inner/fp32"
+    assert host_key("arm/transpose2.inner/fp32", new_host) == "x86/transpose2.inner/fp32"
+    assert host_key("arm/transpose2/fp32", {"x86/transpose2.inner/fp32"}) is None  # never the other way round
     assert retargeted_keys(HOST.kernels, [("arm", "fp16"), ("nnadapter", "any")]) == {
         "arm/matmul_v2.weights/fp16", "nnadapter/matmul_v2.weights/any", "arm/softmax/fp16",
         "nnadapter/softmax/any", "host/reshape2/any"}
