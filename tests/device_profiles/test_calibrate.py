@@ -10,6 +10,7 @@ import datetime
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -308,14 +309,20 @@ def test_whole_models_get_more_runs_per_visit_than_probes() -> None:
         TimingProtocol(model_runs_factor=0.5)
 
 
-def test_the_sweep_has_small_deep_encoders_of_their_own_stream() -> None:
-    plan = CalibrationPlan(wide_encoders=0)
+def _added_to_the_sweep(plan: CalibrationPlan, count_field: str) -> list[tuple[str, Any]]:
+    """The (group, spec) pairs that ``plan``'s ``count_field`` adds at the end of its sweep, checking that the
+    sweep's names stay distinct and that adding them left the rest of the sweep as it was."""
     specs = plan_specs(plan)
     names = [s.name for _, s in specs]
     assert len(names) == len(set(names))
-    without = plan_specs(dataclasses.replace(plan, small_encoders=0))
-    assert specs[: len(without)] == without  # adding them left the rest of the sweep as it was
-    small = [s for _, s in specs[len(without):]]
+    without = plan_specs(dataclasses.replace(plan, **{count_field: 0}))
+    assert specs[: len(without)] == without
+    return specs[len(without):]
+
+
+def test_the_sweep_has_small_deep_encoders_of_their_own_stream() -> None:
+    plan = CalibrationPlan(wide_encoders=0)
+    small = [s for _, s in _added_to_the_sweep(plan, "small_encoders")]
     assert len(small) == plan.small_encoders
     assert {s.hidden for s in small} <= set(plan.small_hidden)
     assert max(s.layers for s in small) > 6 and all(s.layers <= plan.small_max_layers for s in small)
@@ -327,19 +334,15 @@ def test_the_sweep_has_small_deep_encoders_of_their_own_stream() -> None:
 
 def test_the_sweep_has_wide_encoders_of_their_own_stream_and_none_of_the_bench_s_held_out_widths() -> None:
     plan = CalibrationPlan()
-    specs = plan_specs(plan)
-    names = [s.name for _, s in specs]
-    assert len(names) == len(set(names))
-    without = plan_specs(dataclasses.replace(plan, wide_encoders=0))
-    assert specs[: len(without)] == without  # adding them left the rest of the sweep as it was
-    wide = [s for _, s in specs[len(without):]]
-    assert len(wide) == plan.wide_encoders and all(g == "model" for g, _ in specs[len(without):])
+    added = _added_to_the_sweep(plan, "wide_encoders")
+    wide = [s for _, s in added]
+    assert len(wide) == plan.wide_encoders and all(g == "model" for g, _ in added)
     assert {s.hidden for s in wide} == set(plan.wide_hidden)  # both widths drawn
     assert min(s.hidden for s in wide) > max(plan.encoder_hidden)
     assert all(s.layers <= plan.wide_max_layers for s in wide)
     assert {s.family for s in wide} == {"vit", "bert"}
     # bench/predictor_accuracy.py holds out widths 48/80/112/160/224/320: the sweep must not use them
-    assert not {s.hidden for _, s in specs if isinstance(s, EncoderSpec)} & {48, 80, 112, 160, 224, 320}
+    assert not {s.hidden for _, s in plan_specs(plan) if isinstance(s, EncoderSpec)} & {48, 80, 112, 160, 224, 320}
     with pytest.raises(ValueError):
         CalibrationPlan(wide_encoders=4, wide_hidden=())
 
