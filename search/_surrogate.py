@@ -186,18 +186,14 @@ class SurrogateSampler(BaseSampler):
             optimistic[:, column] = mean - self._beta * deviation
             spread += deviation / scale
         allowed = np.ones(len(proposals), dtype=bool)
-        for column in range(violations.shape[1] if violations.size else 0):
+        expected_violation = np.zeros(len(proposals))
+        for column in range(violations.shape[1]):
             mean, deviation = GaussianProcess(x, violations[:, column]).predict(features)
             allowed &= mean - self._beta * deviation <= 0
+            expected_violation += np.clip(mean, 0, None)
 
-        if not feasible.any():  # nothing meets the budget yet: head for the least predicted violation
-            if violations.size:
-                total = np.zeros(len(proposals))
-                for column in range(violations.shape[1]):
-                    mean, _ = GaussianProcess(x, violations[:, column]).predict(features)
-                    total += np.clip(mean, 0, None)
-                return proposals[int(np.argmin(total))]
-            return proposals[int(np.argmax(spread))]
+        if not feasible.any():  # nothing meets the budget yet (so there is one): head for the least violation
+            return proposals[int(np.argmin(expected_violation))]
 
         points = y[feasible][pareto_front_mask(y[feasible])]
         worst, best = y.max(axis=0), y.min(axis=0)

@@ -101,3 +101,15 @@ def test_enqueued_trials_are_left_as_they_are() -> None:
         values, _ = _toy(trial)
         study.tell(trial, values)
     assert [t.params for t in study.trials] == [{"x": x, "y": 7, "c": "b"} for x in (1, 2, 3)]
+
+
+def test_while_nothing_meets_the_budget_it_heads_for_the_least_violation() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=SurrogateSampler(seed=0, pool=128))
+    for x in (4, 6, 8, 10, 12, 20):  # the start-up: every one over the budget (x <= 3), the least at 4
+        study.enqueue_trial({"x": x, "y": 7, "c": "a"})
+    for _ in range(7):
+        trial = study.ask()
+        values, _ = _toy(trial)
+        trial.set_constraint("x_at_most_3", trial.params["x"] / 20 - 0.15)
+        study.tell(trial, values)
+    assert study.trials[6].params["x"] <= 3  # the most uncertain proposal instead would have been x = 12
