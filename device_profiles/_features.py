@@ -113,7 +113,7 @@ def _aligned(kernel: ShapedKernel) -> tuple[tuple[int, ...], tuple[int, ...]]:
     x, y = kernel.input("X").shape, kernel.input("Y").shape
     out = kernel.output("Out").shape
     small, large = (y, x) if math.prod(y) <= math.prod(x) else (x, y)
-    axis = int(kernel.attrs.get("axis", -1) if kernel.attrs.get("axis") is not None else -1)
+    axis = -1 if kernel.attrs.get("axis") is None else int(kernel.attrs["axis"])
     if small is y and axis != -1 and len(y) < len(x):
         start = axis + len(x) if axis < 0 else axis
         small = (1,) * start + small + (1,) * (len(x) - start - len(small))

@@ -69,6 +69,15 @@ STAND_IN_OPS: Mapping[str, tuple[str, ...]] = {
 VARIANT_STAND_INS: Mapping[str, str] = {"bcast_inner": "bcast", "inner": ""}
 
 
+def older_variant(op: str) -> str | None:
+    """``<op type>[.<variant>]`` that priced ``op`` in profiles made before its variant existed (see
+    :data:`VARIANT_STAND_INS`): ``elementwise_add.bcast_inner`` -> ``elementwise_add.bcast``; None for the rest."""
+    base, _, variant = op.partition(".")
+    if variant not in VARIANT_STAND_INS:
+        return None
+    return f"{base}.{VARIANT_STAND_INS[variant]}".rstrip(".")
+
+
 @dataclasses.dataclass(frozen=True)
 class KernelCost:
     """Coefficients of one cost key (microseconds per unit of each feature of ``_features``).
@@ -271,10 +280,8 @@ class PredictorParams:
         if key in self.kernels:
             return None
         target, op, precision = key.split("/")
-        base, _, variant = op.partition(".")
-        others = STAND_IN_OPS.get(op, ())
-        if variant in VARIANT_STAND_INS:
-            others = (f"{base}.{VARIANT_STAND_INS[variant]}".rstrip("."),)
+        older = older_variant(op)
+        others = (older,) if older is not None else STAND_IN_OPS.get(op, ())
         for other in others:
             same_target = sorted(
                 (k for k in self.kernels if k.startswith(f"{target}/{other}/")),

@@ -27,13 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from devicefit.device_profiles._predictor import (
-    VARIANT_STAND_INS,
-    KernelCost,
-    PredictorParams,
-    Provenance,
-    SubgraphCost,
-)
+from devicefit.device_profiles._predictor import KernelCost, PredictorParams, Provenance, SubgraphCost, older_variant
 
 REFERENCE_CSV = Path(__file__).resolve().parent / "reference" / "public_figures.csv"
 
@@ -239,9 +233,8 @@ def host_key(device_key: str, host_keys: set[str]) -> str | None:
         candidates += ["x86/elementwise_add.bcast/fp32"]
     if mapped == "fusion_elementwise_add_activation.same":
         candidates += ["x86/fusion_elementwise_add_activation.bcast/fp32"]
-    base, _, mapped_variant = (mapped or "").partition(".")
-    if mapped_variant in VARIANT_STAND_INS:  # a host calibrated before the variant existed: what priced it then
-        older = f"{base}.{VARIANT_STAND_INS[mapped_variant]}".rstrip(".")
+    older = older_variant(mapped or "")
+    if older is not None:  # a host calibrated before the variant existed: what priced it then
         candidates += [f"x86/{older}/fp32", f"host/{older}/any"]
     return next((key for key in candidates if key in host_keys), None)
 

@@ -173,7 +173,8 @@ class SurrogateSampler(BaseSampler):
         for other in others:  # being tried by another worker, or known not to build
             if all(name in other.params for name in space):
                 tried.add(_fingerprint(self._encode(other.params, space)))
-        front = [done[i].params for i in np.flatnonzero(feasible)[pareto_front_mask(y[feasible])]] if feasible.any() else []
+        front_rows = np.flatnonzero(feasible)[pareto_front_mask(y[feasible])] if feasible.any() else np.array([], int)
+        front = [done[i].params for i in front_rows]
         proposals, features = self._pool_of(space, front, tried, rng)
         if not proposals:
             return {}  # the space is exhausted around here: independent random draws
@@ -195,7 +196,7 @@ class SurrogateSampler(BaseSampler):
         if not feasible.any():  # nothing meets the budget yet (so there is one): head for the least violation
             return proposals[int(np.argmin(expected_violation))]
 
-        points = y[feasible][pareto_front_mask(y[feasible])]
+        points = y[front_rows]
         worst, best = y.max(axis=0), y.min(axis=0)
         reference = worst + 0.1 * np.where(worst > best, worst - best, np.abs(worst) + 1.0)
         base = hypervolume(points, reference)
