@@ -37,6 +37,8 @@ class ProbeModel(paddle.nn.Layer):  # type: ignore[misc,name-defined]
             self.conv = nn.Conv2D(dims["c"], dims["o"], kernel_size=dims["k"], stride=dims["k"])
         elif kind == "lookup":
             self.embed = nn.Embedding(dims["v"], dims["d"])
+        elif kind == "bias_add":
+            self.bias = self.create_parameter([dims["d"]], is_bias=True)
         elif kind == "concat":
             self.token = self.create_parameter([1, 1, dims["d"]])
 
@@ -68,6 +70,8 @@ class ProbeModel(paddle.nn.Layer):  # type: ignore[misc,name-defined]
             return x + y
         if kind == "mul":
             return x * y
+        if kind == "bias_add":
+            return x + self.bias
         if kind == "mean":
             return x.mean(axis=1)
         if kind == "scale":

@@ -29,12 +29,12 @@ from devicefit.spaces._paddle import import_paddle
 ProbeKind = Literal[
     "linear", "linear_relu", "matmul_qk", "matmul_av", "softmax", "layer_norm", "gelu", "relu", "tanh", "add", "mul",
     "scale", "mean", "transpose", "conv", "lookup", "slice", "concat", "zeros_like", "arange", "unsqueeze",
-    "squeeze", "int8_linear",
+    "squeeze", "int8_linear", "bias_add",
 ]
 PROBE_KINDS: tuple[ProbeKind, ...] = (
     "linear", "linear_relu", "matmul_qk", "matmul_av", "softmax", "layer_norm", "gelu", "relu", "tanh", "add", "mul",
     "scale", "mean", "transpose", "conv", "lookup", "slice", "concat", "zeros_like", "arange", "unsqueeze", "squeeze",
-    "int8_linear",
+    "int8_linear", "bias_add",
 )
 #: Probe kinds of the small data-movement ops that candidates have and encoders of the sweep do not (a
 #: ``zeros_like``, an ``arange``, an ``unsqueeze``/``squeeze``): without them a profile prices those kernels by
@@ -45,6 +45,12 @@ DATA_MOVEMENT_KINDS: tuple[ProbeKind, ...] = ("zeros_like", "arange", "unsqueeze
 #: GEMMs. Only devices that list ``int8`` among their precisions are calibrated with them: Paddle Lite's x86
 #: places turn an int8 program into fp32 kernels (no ``calib``, see ``spaces/_precision.py``).
 INT8_KINDS: tuple[ProbeKind, ...] = ("int8_linear",)
+#: Probe kinds that price a kernel which whole models only run right after another one: the bias add of a linear
+#: layer that the target does not fuse (x86 runs ``matmul_v2`` then ``elementwise_add`` of a ``[N]`` weight). Every
+#: linear probe and every encoder has exactly one bias add per GEMM, so without probes of their own the fit cannot
+#: tell the two kernels' costs apart: it moved two thirds of a small ViT's GEMM time onto its bias adds, and a
+#: shape factor fitted on the GEMM then applied to a third of its cost.
+SEPARATING_KINDS: tuple[ProbeKind, ...] = ("bias_add",)
 #: Calibration samples of an int8 probe's quantization (random normal inputs; latency does not depend on them).
 INT8_PROBE_SAMPLES = 4
 
@@ -128,8 +134,8 @@ def probe_input_shapes(spec: ProbeSpec) -> list[tuple[tuple[int, ...], str]]:
 
     Dimensions by kind: ``linear``/``linear_relu``/``int8_linear`` m (rows), k (in), n (out);
     ``matmul_qk``/``matmul_av`` h (heads), s (tokens), d (head width); ``softmax`` h, s;
-    ``layer_norm``/``gelu``/``relu``/``tanh``/``add``/``scale``/``slice``/``concat``/``zeros_like``/``unsqueeze``/
-    ``squeeze`` s, d; ``transpose`` s, h, d (the attention head split); ``conv`` c (in channels), o (out
+    ``layer_norm``/``gelu``/``relu``/``tanh``/``add``/``bias_add``/``scale``/``slice``/``concat``/``zeros_like``/
+    ``unsqueeze``/``squeeze`` s, d (``bias_add``: a ``[d]`` weight added to every row); ``transpose`` s, h, d (the attention head split); ``conv`` c (in channels), o (out
     channels), k (kernel = stride), i (image side); ``lookup`` s (ids), v (vocabulary), d (width); ``arange`` s
     (ids: the length of the position range).
     """
@@ -143,7 +149,8 @@ def probe_input_shapes(spec: ProbeSpec) -> list[tuple[tuple[int, ...], str]]:
         return [((1, dim("h"), dim("s"), dim("s")), "float32"), ((1, dim("h"), dim("s"), dim("d")), "float32")]
     if kind == "softmax":
         return [((1, dim("h"), dim("s"), dim("s")), "float32")]
-    if kind in ("layer_norm", "gelu", "relu", "tanh", "scale", "mean", "slice", "concat", "zeros_like", "unsqueeze"):
+    if kind in ("layer_norm", "gelu", "relu", "tanh", "scale", "mean", "slice", "concat", "zeros_like", "unsqueeze",
+                "bias_add"):
         return [((1, dim("s"), dim("d")), "float32")]
     if kind == "squeeze":
         return [((1, dim("s"), 1, dim("d")), "float32")]

@@ -1,11 +1,12 @@
-"""The probes of the small data-movement ops and of int8 conversions: they convert, their kernels get cost keys
-of their own, and a profile calibrated with them prices those kernels without a stand-in op (the stand-in stays
-the fallback of a profile that lacks the key, and is named)."""
+"""The probes of the small data-movement ops, of int8 conversions and of bias adds: they convert, their kernels get
+cost keys of their own (a bias add the one of a linear layer's), and a profile calibrated with them prices those
+kernels without a stand-in op (the stand-in stays the fallback of a profile that lacks the key, and is named)."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+from typing import Any
 
 import numpy as np
 import pytest
@@ -113,3 +114,26 @@ def test_a_phone_calibrated_with_int8_probes_prices_calib_and_int8_gemms_itself(
     assert prediction.stand_ins == {} and "arm/calib/int8" in prediction.kernels_ms
     assert prediction.latency_ms == pytest.approx(true_latency_ms(work / "program", [work / "input_0.npy"]), rel=0.5)
 
+
+
+def test_bias_add_probes_time_a_linear_layer_s_bias_add_alone_on_a_stream_of_their_own(tmp_path, lite) -> None:
+    host = load_profile("host-x86")
+    linear = prepare_model("probe", ProbeSpec("linear", (("m", 17), ("k", 64), ("n", 96))), host, lite, tmp_path / "l", 0)
+    bias = prepare_model("probe", ProbeSpec("bias_add", (("s", 17), ("d", 96))), host, lite, tmp_path / "b", 0)
+
+    def adds(program: ShapedProgram) -> list[Any]:
+        return [kernel_features(k) for k in program.kernels if k.type == "elementwise_add"]
+
+    # x86 runs a linear layer as matmul_v2 then the bias add; the probe runs that same bias add, and no GEMM
+    (in_linear,), (alone,) = adds(linear.program), adds(bias.program)
+    assert in_linear.key == alone.key == "x86/elementwise_add.bcast/fp32" and alone.weight_kib > 0
+    assert in_linear.vector() == alone.vector()
+    assert "matmul_v2" in {k.type for k in linear.program.kernels}
+    assert not {"matmul_v2", "fc"} & {k.type for k in bias.program.kernels}
+    plan = CalibrationPlan()
+    specs = plan_specs(plan)
+    assert sum(isinstance(s, ProbeSpec) and s.kind == "bias_add" for _, s in specs) == plan.probes_per_kind
+    before = dataclasses.replace(plan, probe_kinds=tuple(k for k in plan.probe_kinds if k != "bias_add"))
+    assert [s.name for _, s in plan_specs(before)] == [
+        s.name for _, s in specs if not (isinstance(s, ProbeSpec) and s.kind == "bias_add")
+    ]
