@@ -112,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vit", type=int, default=50, help="held-out digits-vit candidates")
     parser.add_argument("--encoders", type=int, default=60, help="held-out generated encoders")
     parser.add_argument("--seed", type=int, default=1, help="seed of the held-out models (calibration uses 0)")
+    parser.add_argument("--separate-sessions", action="store_true",
+                        help="time the held-out models after the calibration, in a session of their own (the protocol "
+                             "of the runs before 2026-11-28's p5: this shared host's drift between the two sessions "
+                             "then enters the error)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -121,30 +125,41 @@ def main(argv: list[str] | None = None) -> int:
 
     with LiteWorker() as worker:
         runner = HostRunner(worker)
+        base = load_profile_file(args.profile) if args.profile is not None else load_profile("host-x86")
+        # the held-out models are converted for the device's places (the predictor plays no part in that)
+        held_root = args.out / "held-out"
+        models = digits_vit_models(args.vit, args.seed, base, worker, held_root)
+        models += encoder_models(args.encoders, args.seed, base, worker, held_root, calibration_names)
+        overlap = {m.name for m in models} & calibration_names
+        if overlap:
+            raise SystemExit(f"held-out models overlap the calibration sweep: {sorted(overlap)}")
+        print(f"{len(models)} held-out models built; {_load_line()}", flush=True)
+        protocol = protocol_for(base)
         if args.profile is not None:
-            profile = load_profile_file(args.profile)
-            print(f"reusing {args.profile}: {profile.describe_predictor()}")
+            profile = base
+            print(f"reusing {args.profile}: {profile.describe_predictor()}; timing the held-out models", flush=True)
+            measured, failed = time_round_robin(models, runner, profile, protocol, lambda line: print(line, flush=True))
+            timing = "timed in a session of their own (the profile was calibrated before)"
         else:
-            base = load_profile("host-x86")
+            together = not args.separate_sessions
             calibration = calibrate(base, runner=runner, worker=worker, work_dir=args.out / "calibration", plan=plan,
-                                    version=base.version + 1, log=lambda line: print(line, flush=True))
+                                    version=base.version + 1, log=lambda line: print(line, flush=True),
+                                    alongside=models if together else ())
             profile_dir = args.out / "profiles"
             for old in profile_dir.glob(f"{base.id}.v{base.version + 1}.*"):
                 old.unlink()
             path, _ = write_calibration(calibration, profile_dir)
             profile = calibration.profile
             print(f"calibrated in {time.time() - started:.0f} s -> {path}; {_load_line()}", flush=True)
+            if together:
+                measured = calibration.alongside_ms
+                failed = {m.name: "not timed" for m in models if m.name not in measured}
+                timing = "timed in the calibration's own round-robin visits, alongside (never fitted on)"
+            else:
+                print("timing the held-out models in a session of their own", flush=True)
+                measured, failed = time_round_robin(models, runner, profile, protocol, lambda line: print(line, flush=True))
+                timing = "timed in a session of their own, after the calibration"
         assert profile.predictor is not None
-
-        held_root = args.out / "held-out"
-        models = digits_vit_models(args.vit, args.seed, profile, worker, held_root)
-        models += encoder_models(args.encoders, args.seed, profile, worker, held_root, calibration_names)
-        overlap = {m.name for m in models} & calibration_names
-        if overlap:
-            raise SystemExit(f"held-out models overlap the calibration sweep: {sorted(overlap)}")
-        print(f"{len(models)} held-out models built; timing them; {_load_line()}", flush=True)
-        protocol = protocol_for(profile)
-        measured, failed = time_round_robin(models, runner, profile, protocol, lambda line: print(line, flush=True))
         for name, reason in failed.items():
             print(f"  not measured: {name}: {reason}")
 
@@ -184,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     print("kernels priced by a stand-in op: "
           + (", ".join(f"{k} priced as {v}" for k, v in sorted(stand_ins.items())) or "none"))
     print(f"calibration's own cross-validated error: {profile.predictor.provenance.error.describe() if profile.predictor.provenance.error else 'n/a'}")
-    print(f"measurement: {protocol.describe()}; {_load_line()}; total {time.time() - started:.0f} s")
+    print(f"measurement: {protocol.describe()}; held-out models {timing}; {_load_line()}; "
+          f"total {time.time() - started:.0f} s")
     print(f"RESULT within10={overall.within10:.3f} mape={overall.mape_percent:.2f} spearman={overall.spearman:.4f}")
     return 0
 

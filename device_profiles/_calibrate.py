@@ -43,6 +43,7 @@ from devicefit.device_profiles._probes import (
     DATA_MOVEMENT_KINDS,
     INT8_KINDS,
     PROBE_KINDS,
+    SEPARATING_KINDS,
     EncoderSpec,
     ProbeKind,
     ProbeSpec,
@@ -257,18 +258,21 @@ class Calibration:
         samples: The measured models as fitted.
         failures: ``name: reason`` of the models that could not be built or timed.
         error: Cross-validated error on the whole models; None when the sweep was too small to measure it.
+        alongside_ms: Latency in ms of each model timed alongside the sweep (see :func:`calibrate`), by name;
+            never fitted on.
     """
 
     profile: DeviceProfile
     samples: tuple[Sample, ...]
     failures: tuple[str, ...]
     error: PredictorError | None
+    alongside_ms: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def plan_specs(plan: CalibrationPlan) -> list[tuple[str, ProbeSpec | EncoderSpec]]:
     """The sweep of a plan: ``(group, spec)`` pairs, deterministic in ``plan.seed``."""
     rng = np.random.default_rng(plan.seed)
-    own_stream = DATA_MOVEMENT_KINDS + INT8_KINDS
+    own_stream = DATA_MOVEMENT_KINDS + INT8_KINDS + SEPARATING_KINDS
     kernels = tuple(k for k in plan.probe_kinds if k not in own_stream)
     specs: list[tuple[str, ProbeSpec | EncoderSpec]] = [
         ("probe", s) for s in probe_sweep(rng, plan.probes_per_kind, kernels)
@@ -276,8 +280,8 @@ def plan_specs(plan: CalibrationPlan) -> list[tuple[str, ProbeSpec | EncoderSpec
     names = {s.name for _, s in specs}
     specs += [("probe", s) for s in gemm_sweep(rng, plan.gemm_probes) if s.name not in names]
     specs += [("model", s) for s in encoder_sweep(rng, plan.encoders, hidden=plan.encoder_hidden)]
-    # the data-movement and int8 probes draw from their own stream, so adding them left the rest of a seed's sweep
-    # as it was
+    # the data-movement, int8 and bias-add probes draw from their own stream (in that order, each kind after the
+    # ones added before it), so adding them left the rest of a seed's sweep as it was
     later = tuple(k for k in plan.probe_kinds if k in own_stream)
     if later:
         specs += [("probe", s) for s in probe_sweep(np.random.default_rng([plan.seed, 1]), plan.probes_per_kind, later)]
@@ -481,6 +485,7 @@ def calibrate(
     leases: DeviceLeases | None = None,
     log: Log = lambda line: None,
     today: _dt.date | None = None,
+    alongside: Sequence[CalibrationModel] = (),
 ) -> Calibration:
     """Measure the plan's models on ``profile``'s device, fit its predictor and return the new profile.
 
@@ -496,10 +501,16 @@ def calibrate(
             None: no lease is taken.
         log: Receives progress lines.
         today: Date recorded in the provenance (default: today).
+        alongside: Converted models to time in the same round-robin visits as the sweep, but not to fit on
+            (the models a user wants to check the new predictor against: measured under the same conditions
+            as the sweep, so that a shared host's drift between two sessions does not enter the comparison).
+            Their latencies are :attr:`Calibration.alongside_ms`; a name that is also a sweep model's is
+            refused.
 
     Raises:
         DeviceUnavailableError: The runner cannot reach the device (checked before anything is built).
-        ValueError: The protocol asks for something the runner cannot do (a clock), or the lease ttl is shorter
+        ValueError: A model of ``alongside`` is named like a sweep model, the protocol asks for something the
+            runner cannot do (a clock), or the lease ttl is shorter
             than twice the protocol's step bound.
         CalibrationError: More than :data:`MAX_FAILED_SHARE` of the models failed, the device failed during
             the sweep, or the fit failed.
@@ -513,6 +524,9 @@ def calibrate(
     runner.check(profile)
     runtime = runner.runtime_version(profile)
     specs = device_specs(plan, profile)
+    clash = {m.name for m in alongside} & {spec.name for _, spec in specs}
+    if clash:
+        raise ValueError(f"models timed alongside the sweep must not be sweep models: {sorted(clash)[:5]}")
     log(f"calibrating {profile.id} ({profile.places}, {profile.threads} thread(s)): {len(specs)} models")
     load_before = _load()
     models: list[CalibrationModel] = []
@@ -524,8 +538,16 @@ def calibrate(
             failures[spec.name] = f"build: {type(exc).__name__}: {exc}".splitlines()[0][:300]
         if (index + 1) % 50 == 0:
             log(f"  built {index + 1}/{len(specs)} models")
-    latencies, timing_failures = time_round_robin(models, runner, profile, protocol, log, leases=leases)
-    failures.update(timing_failures)
+    if alongside:
+        log(f"  timing {len(alongside)} more models alongside the sweep (not fitted on)")
+    measured, timing_failures = time_round_robin([*models, *alongside], runner, profile, protocol, log, leases=leases)
+    extra = {m.name for m in alongside}
+    latencies = {name: ms for name, ms in measured.items() if name not in extra}
+    alongside_ms = {name: ms for name, ms in measured.items() if name in extra}
+    failures.update({name: why for name, why in timing_failures.items() if name not in extra})
+    for name, why in timing_failures.items():
+        if name in extra:
+            log(f"  not timed (alongside): {name}: {why}")
     if len(failures) > MAX_FAILED_SHARE * len(specs):
         first = "; ".join(f"{k}: {v}" for k, v in list(failures.items())[:3])
         raise CalibrationError(f"{len(failures)} of {len(specs)} calibration models failed (first: {first})")
@@ -560,7 +582,7 @@ def calibrate(
     new_version = version if version is not None else max(next_version(profile.id), profile.version + 1)
     new_profile = dataclasses.replace(profile, version=new_version, predictor=params)
     log(f"fitted {len(params.kernels)} kernel types; {new_profile.describe_predictor()}")
-    return Calibration(new_profile, samples, tuple(f"{k}: {v}" for k, v in failures.items()), error)
+    return Calibration(new_profile, samples, tuple(f"{k}: {v}" for k, v in failures.items()), error, alongside_ms)
 
 
 def write_calibration(calibration: Calibration, out_dir: Path) -> tuple[Path, Path]:

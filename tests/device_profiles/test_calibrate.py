@@ -149,15 +149,23 @@ def lite():
 
 
 def test_calibrating_a_stand_in_phone_recovers_its_costs(tmp_path, lite) -> None:
+    from devicefit.device_profiles._calibrate import prepare_model
+
     runner = TrueCostRunner(seed=0)
     protocol = TimingProtocol(visits=2, min_runs=5, max_runs=5)
+    # a model to check the new predictor on, timed in the sweep's own visits (never fitted on)
+    spec = EncoderSpec("bert", 48, 1, 2, 48, tokens=12)
+    check = prepare_model("model", spec, PHONE, lite, tmp_path / "check" / spec.name, 0)
     calibration = calibrate(PHONE, runner=runner, worker=lite, work_dir=tmp_path / "work", plan=TINY_PLAN,
-                            protocol=protocol, today=datetime.date(2026, 11, 28))
+                            protocol=protocol, today=datetime.date(2026, 11, 28), alongside=[check])
     names = [s.name for s in calibration.samples]
-    assert not calibration.failures and len(names) == len(set(names))
+    assert not calibration.failures and len(names) == len(set(names)) and check.name not in names
     # one session per visit, closed; every model staged once per visit and timed in one block of 5 runs
     assert runner.opened == runner.closed == 2
-    assert sorted(runner.staged) == sorted((visit, name) for visit in (1, 2) for name in names)
+    assert sorted(runner.staged) == sorted((visit, name) for visit in (1, 2) for name in [*names, check.name])
+    truth = true_latency_ms(check.nb_file.parent / "program", check.inputs)
+    assert list(calibration.alongside_ms) == [check.name]
+    assert truth <= calibration.alongside_ms[check.name] <= 1.05 * truth  # min of runs of truth * (1 + 1% |noise|)
     assert sorted((v, n) for v, n, _, _ in runner.blocks) == sorted(runner.staged)
     assert {(warmup, runs) for _, _, warmup, runs in runner.blocks} == {(protocol.warmup, 5)}
     new = calibration.profile
@@ -180,9 +188,16 @@ def test_calibrating_a_stand_in_phone_recovers_its_costs(tmp_path, lite) -> None
     assert dump_profile(loaded) in path.read_text()  # reading and writing again changes nothing
     measurements = json.loads(data_path.read_text())
     assert measurements["unit"] == "ms" and len(measurements["models"]) == len(calibration.samples)
+    assert check.name not in {m["name"] for m in measurements["models"]}
     with pytest.raises(FileExistsError):
         write_calibration(calibration, tmp_path / "profiles")
     assert next_version("fake-phone", tmp_path / "profiles") == 3
+    # a model named like a sweep model cannot be timed alongside it (refused before anything is built)
+    sweep_name = plan_specs(TINY_PLAN)[0][1].name
+    with pytest.raises(ValueError, match=f"must not be sweep models: \\['{sweep_name}'\\]"):
+        calibrate(PHONE, runner=runner, worker=lite, work_dir=tmp_path / "again", plan=TINY_PLAN, protocol=protocol,
+                  alongside=[dataclasses.replace(check, name=sweep_name)])
+    assert not (tmp_path / "again").exists()
 
 
 def _stub_models(tmp_path: Path, lite: LiteWorker, count: int) -> list[CalibrationModel]:
