@@ -47,9 +47,10 @@ DATA_MOVEMENT_KINDS: tuple[ProbeKind, ...] = ("zeros_like", "arange", "unsqueeze
 INT8_KINDS: tuple[ProbeKind, ...] = ("int8_linear",)
 #: Probe kinds that price a kernel which whole models only run right after another one: the bias add of a linear
 #: layer that the target does not fuse (x86 runs ``matmul_v2`` then ``elementwise_add`` of a ``[N]`` weight). Every
-#: linear probe and every encoder has exactly one bias add per GEMM, so without probes of their own the fit cannot
-#: tell the two kernels' costs apart: it moved two thirds of a small ViT's GEMM time onto its bias adds, and a
-#: shape factor fitted on the GEMM then applied to a third of its cost.
+#: linear probe and every encoder has exactly one bias add per GEMM, so without probes of their own the split of
+#: the two costs rested on collinear data: the shipped host-x86 v3 prices a small ViT's bias add at 0.4 us, the
+#: calibrations since at about 8 us. Timed alone, x86's broadcast add takes about 5 ns per element
+#: (``bias_add-s16-d296``: 25 us), so the later split was the right one; now it is measured.
 SEPARATING_KINDS: tuple[ProbeKind, ...] = ("bias_add",)
 #: Calibration samples of an int8 probe's quantization (random normal inputs; latency does not depend on them).
 INT8_PROBE_SAMPLES = 4
@@ -135,9 +136,9 @@ def probe_input_shapes(spec: ProbeSpec) -> list[tuple[tuple[int, ...], str]]:
     Dimensions by kind: ``linear``/``linear_relu``/``int8_linear`` m (rows), k (in), n (out);
     ``matmul_qk``/``matmul_av`` h (heads), s (tokens), d (head width); ``softmax`` h, s;
     ``layer_norm``/``gelu``/``relu``/``tanh``/``add``/``bias_add``/``scale``/``slice``/``concat``/``zeros_like``/
-    ``unsqueeze``/``squeeze`` s, d (``bias_add``: a ``[d]`` weight added to every row); ``transpose`` s, h, d (the attention head split); ``conv`` c (in channels), o (out
-    channels), k (kernel = stride), i (image side); ``lookup`` s (ids), v (vocabulary), d (width); ``arange`` s
-    (ids: the length of the position range).
+    ``unsqueeze``/``squeeze`` s, d (``bias_add``: a ``[d]`` weight added to every row); ``transpose`` s, h, d
+    (the attention head split); ``conv`` c (in channels), o (out channels), k (kernel = stride), i (image side);
+    ``lookup`` s (ids), v (vocabulary), d (width); ``arange`` s (ids: the length of the position range).
     """
     kind = spec.kind
     dim = spec.dim
