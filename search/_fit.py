@@ -600,9 +600,8 @@ class Fit:
         record = TrialRecord.from_dict(earlier.user_attrs[RECORD_ATTR])
         for name, value in record.user_attrs().items():
             trial.set_user_attr(name, value)
-        for name, value in earlier.system_attrs.items():
-            if name.startswith("constraints:"):
-                trial.set_constraint(name.split(":", 1)[1], value)
+        for name, value in earlier.constraints.items():
+            trial.set_constraint(name, value)
         trial.set_user_attr("duplicate_of", earlier.number)
         study.tell(trial, earlier.values)
         self.progress.trial(trial.number, record, duplicate_of=earlier.number)

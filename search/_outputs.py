@@ -100,11 +100,7 @@ def evaluated_records(study: Any) -> list[Evaluated]:
     records = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         if RECORD_ATTR in trial.user_attrs and "duplicate_of" not in trial.user_attrs:
-            constraints = {
-                name.split(":", 1)[1]: float(value)
-                for name, value in trial.system_attrs.items()
-                if name.startswith("constraints:")
-            }
+            constraints = {name: float(value) for name, value in trial.constraints.items()}
             records.append(Evaluated(trial.number, TrialRecord.from_dict(trial.user_attrs[RECORD_ATTR]), constraints))
     return records
 

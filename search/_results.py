@@ -72,11 +72,7 @@ def trial_views(study: Any) -> list[TrialView]:
     views = []
     for trial in study.get_trials(deepcopy=False):
         attrs = trial.user_attrs
-        constraints = {
-            name.split(":", 1)[1]: float(value)
-            for name, value in trial.system_attrs.items()
-            if name.startswith("constraints:")
-        }
+        constraints = {name: float(value) for name, value in trial.constraints.items()}
         duplicate = attrs.get("duplicate_of")
         views.append(
             TrialView(

@@ -41,7 +41,6 @@ Encoder = Callable[[dict[str, Any]], np.ndarray]
 
 _LENGTH_SCALES = (0.25, 0.5, 0.8, 1.2, 2.0, 3.0)
 _NOISES = (1e-4, 1e-3, 1e-2, 0.05, 0.2)
-_CONSTRAINTS_PREFIX = "constraints:"
 
 
 class GaussianProcess:
@@ -239,8 +238,8 @@ def _fingerprint(vector: np.ndarray) -> bytes:
 
 def _constraints(trials: Sequence[FrozenTrial]) -> np.ndarray:
     """``[n_trials, n_constraints]`` violations (<= 0: met), by name; a trial without one counts as met."""
-    names = sorted({k for t in trials for k in t.system_attrs if k.startswith(_CONSTRAINTS_PREFIX)})
-    return np.array([[float(t.system_attrs.get(name, 0.0)) for name in names] for t in trials], dtype=float).reshape(
+    names = sorted({name for t in trials for name in t.constraints})
+    return np.array([[float(t.constraints.get(name, 0.0)) for name in names] for t in trials], dtype=float).reshape(
         len(trials), len(names))
 
 
